@@ -1,0 +1,132 @@
+"""Registration and password reset by SMS code, through the host's user adapter.
+
+The order matters: gates, then the password rules (a weak password must not burn the code),
+then the code, then the account. The session is cleared before the host logs the user in, so a
+session fixed by an attacker before registration is worth nothing after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, session
+
+from . import signals
+from .errors import AliSMSError
+from .limits import Refusal
+from .phones import Phone
+from .state import get_state
+from .verification import check_code, check_gate
+
+logger = logging.getLogger(__name__)
+
+
+class AccountError(AliSMSError):
+    """A registration or reset step failed; ``reason`` is the stable error code for the API."""
+
+    def __init__(self, reason: str, message: str, *, refusal: Refusal | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.refusal = refusal
+
+
+@dataclass(frozen=True)
+class AccountResult:
+    user: Any
+    user_id: Any
+
+
+def password_problem(password: object) -> str | None:
+    """The first password rule ``password`` breaks, as a sentence, or None."""
+    config = current_app.config
+    low, high = config["ALISMS_PASSWORD_MIN_LENGTH"], config["ALISMS_PASSWORD_MAX_LENGTH"]
+    if not isinstance(password, str) or not password:
+        return "Enter a password."
+    if len(password) < low:
+        return f"Use at least {low} characters."
+    if len(password) > high:
+        return f"Use at most {high} characters."
+    if password.isdigit() or password.isalpha():
+        return "Mix letters with digits or symbols."
+    extra = get_state().extension.password_validator
+    return extra(password) if extra is not None else None
+
+
+def _verify(phone: Phone, purpose: str, code: object, password: object) -> None:
+    problem = password_problem(password)
+    if problem is not None:
+        raise AccountError("weak_password", problem)
+    outcome = check_code(phone, purpose, code)
+    if outcome.refusal is not None:
+        raise AccountError(
+            "too_many_attempts",
+            "Too many attempts for this number. Please try again later.",
+            refusal=outcome.refusal,
+        )
+    if not outcome.accepted:
+        raise AccountError(
+            "invalid_code", "The code is wrong or has expired. Request a new code if needed."
+        )
+
+
+def _login(user: Any) -> None:
+    session.clear()
+    get_state().users.login(user)
+
+
+def register(
+    phone: Phone, code: object, password: str, fields: Mapping[str, Any] | None = None
+) -> AccountResult:
+    """Create the host's user for a verified phone, then log them in as the host does."""
+    state = get_state()
+    check_gate("register", state)
+    _verify(phone, "register", code, password)
+    users = state.users
+    if users.find_by_phone(phone.e164) is not None:
+        raise AccountError("phone_taken", "This number already has an account. Sign in instead.")
+    try:
+        user = users.create_user(
+            phone.e164, state.extension.hash_password(password), dict(fields or {})
+        )
+    except Exception:
+        state.db.session.rollback()
+        logger.exception("The host's create_user failed for %s", phone.masked)
+        raise AccountError(
+            "registration_failed", "Your account could not be created. Please try again."
+        ) from None
+    user_id = users.get_id(user)
+    _login(user)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signals.user_registered.send(app, phone=phone.e164, purpose="register", user_id=user_id)
+    return AccountResult(user, user_id)
+
+
+def reset_password(phone: Phone, code: object, password: str) -> AccountResult:
+    """Set a new password for the account of a verified phone."""
+    state = get_state()
+    check_gate("reset", state)
+    _verify(phone, "reset", code, password)
+    users = state.users
+    user = users.find_by_phone(phone.e164)
+    if user is None:
+        # Only reachable if the account vanished after the code was sent.
+        raise AccountError(
+            "invalid_code", "The code is wrong or has expired. Request a new code if needed."
+        )
+    try:
+        users.set_password(user, state.extension.hash_password(password))
+    except Exception:
+        state.db.session.rollback()
+        logger.exception("The host's set_password failed for %s", phone.masked)
+        raise AccountError(
+            "reset_failed", "Your password could not be changed. Please try again."
+        ) from None
+    user_id = users.get_id(user)
+    _login(user)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signals.password_reset.send(app, phone=phone.e164, purpose="reset", user_id=user_id)
+    return AccountResult(user, user_id)

@@ -1,0 +1,174 @@
+"""``flask alisms ...``: parameters, readiness check, test SMS, key rotation and data purge."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import re
+
+import click
+import sqlalchemy as sa
+from flask.cli import with_appcontext
+
+from .crypto import DecryptionError
+from .models import utcnow
+from .phones import InvalidPhone, parse_phone
+from .settings import PARAMETERS, InvalidParameter
+from .state import get_state
+
+
+@click.group("alisms", help="Alibaba Cloud SMS sign-up: parameters, checks and maintenance.")
+def alisms_cli() -> None:
+    pass
+
+
+@alisms_cli.group("params", help="Show and change the parameters the admin panel edits.")
+def params_cli() -> None:
+    pass
+
+
+def _actor() -> str:
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+@params_cli.command("show")
+@with_appcontext
+def params_show() -> None:
+    """List every parameter with its value (secrets masked) and where it comes from."""
+    rows = get_state().params.rows()
+    width = max(len(key) for key in PARAMETERS)
+    for row in rows:
+        shown = row.shown if row.is_set or row.parameter.kind != "str" else "(empty)"
+        click.echo(f"{row.parameter.key:<{width}}  {shown}  [{row.source}]")
+
+
+@params_cli.command("set")
+@click.argument("key")
+@click.argument("value", required=False)
+@with_appcontext
+def params_set(key: str, value: str | None) -> None:
+    """Set KEY to VALUE. For a secret, leave VALUE out to be prompted without echo."""
+    param = PARAMETERS.get(key)
+    if param is None:
+        raise click.BadParameter(
+            "unknown parameter; `flask alisms params show` lists them", param_hint="KEY"
+        )
+    if value is None:
+        if not param.secret:
+            raise click.UsageError("VALUE is required for this parameter.")
+        value = click.prompt(f"{key}", hide_input=True)
+    try:
+        changed = get_state().params.update({key: value}, actor=_actor())
+    except InvalidParameter as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{key} {'updated' if changed else 'unchanged'}.")
+
+
+@params_cli.command("unset")
+@click.argument("key")
+@with_appcontext
+def params_unset(key: str) -> None:
+    """Remove KEY's database value, so the configured default applies again."""
+    try:
+        changed = get_state().params.update({key: None}, actor=_actor())
+    except InvalidParameter as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{key} {'removed' if changed else 'was not set'}.")
+
+
+@alisms_cli.command("check")
+@with_appcontext
+def check() -> None:
+    """Say what is missing before codes can be sent; exit 1 unless everything is ready."""
+    state = get_state()
+    params = state.params
+    problems = []
+    if not state.sms_ready():
+        problems += [f"missing {p.key}: {p.help}" for p in params.missing()]
+    problems += [
+        f"{key} is false"
+        for key in ("server.allow_user_register", "server.enable_mobile_register")
+        if not params.get(key)
+    ]
+    click.echo(f"Sender: {state.sender_for_send().name}")
+    if not problems:
+        click.echo("Ready: mobile registration is open.")
+        return
+    for problem in problems:
+        click.echo(f"- {problem}")
+    click.echo("Mobile registration is closed.")
+    raise SystemExit(1)
+
+
+@alisms_cli.command("send-test")
+@click.argument("phone")
+@with_appcontext
+def send_test(phone: str) -> None:
+    """Send a test code SMS to PHONE with the saved parameters and print Aliyun's answer."""
+    from .verification import send_test_message
+
+    state = get_state()
+    try:
+        parsed = parse_phone(phone, state.params.get("phone.allowed_country_codes"))
+    except InvalidPhone as exc:
+        raise click.BadParameter(exc.message, param_hint="PHONE") from None
+    if not state.sms_ready():
+        missing = ", ".join(p.key for p in state.params.missing())
+        raise click.ClickException(f"Fill in these parameters first: {missing}")
+    result = send_test_message(parsed)
+    click.echo(f"Code: {result.code}")
+    if result.request_id:
+        click.echo(f"RequestId: {result.request_id}")
+    if result.biz_id:
+        click.echo(f"BizId: {result.biz_id}")
+    if result.ok:
+        click.echo(f"Sent to {parsed.masked} in {result.duration_ms:.0f} ms.")
+        return
+    if result.advice is not None:
+        click.echo(f"Category: {result.advice.category.value}")
+        click.echo(f"What to do: {result.advice.admin_message}")
+    raise click.ClickException("Aliyun did not accept the message.")
+
+
+@alisms_cli.command("rotate-key")
+@with_appcontext
+def rotate_key() -> None:
+    """Re-encrypt stored secrets with ALISMS_ENCRYPTION_KEY (old keys in ..._FALLBACKS)."""
+    try:
+        count = get_state().params.rotate_encryption()
+    except DecryptionError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Re-encrypted {count} secret value(s) with the current key.")
+
+
+_AGE = re.compile(r"^(\d{1,5})([dh])$")
+
+
+@alisms_cli.command("purge")
+@click.option(
+    "--older-than", "older_than", default="30d", show_default=True, help="Age like 30d or 12h."
+)
+@with_appcontext
+def purge(older_than: str) -> None:
+    """Delete send-log rows and dead codes older than the given age."""
+    match = _AGE.match(older_than)
+    if not match:
+        raise click.BadParameter(
+            "use a number of days or hours, e.g. 30d or 12h", param_hint="--older-than"
+        )
+    amount, unit = int(match.group(1)), match.group(2)
+    cutoff = utcnow() - (dt.timedelta(days=amount) if unit == "d" else dt.timedelta(hours=amount))
+    state = get_state()
+    log = state.models.SendLog
+    session = state.db.session
+    try:
+        deleted = session.execute(sa.delete(log).where(log.created_at < cutoff)).rowcount
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    codes = state.codes.purge(cutoff)
+    click.echo(f"Removed {deleted or 0} log row(s) and {codes} code(s).")

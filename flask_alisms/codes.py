@@ -1,0 +1,196 @@
+"""Verification codes: made with a CSPRNG, kept only as keyed digests, single use, few tries.
+
+Two stores share one contract so that several app processes see the same codes: the host's
+database (default) and Redis (``ALISMS_CODE_STORAGE = "redis://..."``).
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import enum
+import hmac
+import secrets
+from typing import Any
+
+import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.exc import IntegrityError
+
+from .models import Models, utcnow
+
+
+class Verdict(enum.Enum):
+    ACCEPTED = "accepted"
+    WRONG = "wrong"  # a live code exists and this is not it; one try was spent
+    INVALID = "invalid"  # no live code: never sent, expired, used or burnt
+
+
+def generate_code(length: int) -> str:
+    """A uniformly random numeric code of ``length`` digits (leading zeros kept)."""
+    return f"{secrets.randbelow(10**length):0{length}d}"
+
+
+class CodeStore(abc.ABC):
+    """Where the one live code per phone and purpose lives until used, burnt or expired."""
+
+    @abc.abstractmethod
+    def save(self, phone: str, purpose: str, digest: str, *, ttl: int, attempts: int) -> None:
+        """Keep ``digest`` as the live code, replacing (invalidating) any older one."""
+
+    @abc.abstractmethod
+    def check(self, phone: str, purpose: str, digest: str) -> Verdict:
+        """Consume the code when ``digest`` matches; spend one try otherwise."""
+
+    @abc.abstractmethod
+    def discard(self, phone: str, purpose: str) -> None:
+        """Make any live code for this phone and purpose unusable."""
+
+    @abc.abstractmethod
+    def purge(self, older_than: dt.datetime) -> int:
+        """Remove dead codes created before ``older_than``; returns how many."""
+
+
+class DatabaseCodeStore(CodeStore):
+    """Codes in the host's database; conditional UPDATE/DELETE keep concurrent checks honest."""
+
+    def __init__(self, db: SQLAlchemy, models: Models) -> None:
+        self._db = db
+        self._model = models.VerificationCode
+
+    def save(self, phone: str, purpose: str, digest: str, *, ttl: int, attempts: int) -> None:
+        model, session = self._model, self._db.session
+        for attempt in range(2):
+            try:
+                session.execute(
+                    sa.delete(model).where(model.phone == phone, model.purpose == purpose)
+                )
+                now = utcnow()
+                session.add(
+                    model(
+                        phone=phone,
+                        purpose=purpose,
+                        digest=digest,
+                        created_at=now,
+                        expires_at=now + dt.timedelta(seconds=ttl),
+                        attempts_left=attempts,
+                    )
+                )
+                session.commit()
+                return
+            except IntegrityError:
+                # Another process saved a code for this phone at the same instant.
+                session.rollback()
+                if attempt:
+                    raise
+            except Exception:
+                session.rollback()
+                raise
+
+    def check(self, phone: str, purpose: str, digest: str) -> Verdict:
+        model, session = self._model, self._db.session
+        try:
+            row = session.execute(
+                sa.select(model.id, model.digest, model.expires_at, model.attempts_left).where(
+                    model.phone == phone, model.purpose == purpose
+                )
+            ).first()
+            if row is None or row.expires_at <= utcnow() or row.attempts_left <= 0:
+                return Verdict.INVALID
+            if hmac.compare_digest(row.digest, digest):
+                # Only one of two simultaneous correct submissions deletes the row.
+                result: Any = session.execute(
+                    sa.delete(model).where(model.id == row.id, model.digest == digest)
+                )
+                session.commit()
+                return Verdict.ACCEPTED if result.rowcount == 1 else Verdict.INVALID
+            result = session.execute(
+                sa.update(model)
+                .where(model.id == row.id, model.attempts_left > 0)
+                .values(attempts_left=model.attempts_left - 1)
+            )
+            session.commit()
+            return Verdict.WRONG if result.rowcount == 1 else Verdict.INVALID
+        except Exception:
+            session.rollback()
+            raise
+
+    def discard(self, phone: str, purpose: str) -> None:
+        model, session = self._model, self._db.session
+        try:
+            session.execute(sa.delete(model).where(model.phone == phone, model.purpose == purpose))
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+
+    def purge(self, older_than: dt.datetime) -> int:
+        model, session = self._model, self._db.session
+        try:
+            result: Any = session.execute(
+                sa.delete(model).where(
+                    sa.or_(model.created_at < older_than, model.expires_at < utcnow())
+                )
+            )
+            session.commit()
+            return int(result.rowcount or 0)
+        except Exception:
+            session.rollback()
+            raise
+
+
+# KEYS[1]: the code's hash; ARGV[1]: the submitted digest. 1 = accepted, 2 = wrong, 0 = invalid.
+_CHECK_SCRIPT = """
+local stored = redis.call('HGET', KEYS[1], 'digest')
+if not stored then return 0 end
+local left = tonumber(redis.call('HGET', KEYS[1], 'left'))
+if left <= 0 then return 0 end
+if stored == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+redis.call('HINCRBY', KEYS[1], 'left', -1)
+return 2
+"""
+
+
+class RedisCodeStore(CodeStore):
+    """Codes in Redis, expiring on their own; a Lua script makes each check atomic.
+
+    The script compares digests (HMACs the client cannot steer), so its ordinary string
+    comparison leaks nothing about the code.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "alisms:code:") -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url)
+        self._prefix = prefix
+        self._check = self._redis.register_script(_CHECK_SCRIPT)
+
+    def _key(self, phone: str, purpose: str) -> str:
+        return f"{self._prefix}{purpose}:{phone}"
+
+    def save(self, phone: str, purpose: str, digest: str, *, ttl: int, attempts: int) -> None:
+        key = self._key(phone, purpose)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping={"digest": digest, "left": attempts})
+        pipe.expire(key, ttl)
+        pipe.execute()
+
+    def check(self, phone: str, purpose: str, digest: str) -> Verdict:
+        outcome = int(self._check(keys=[self._key(phone, purpose)], args=[digest]))
+        return {1: Verdict.ACCEPTED, 2: Verdict.WRONG}.get(outcome, Verdict.INVALID)
+
+    def discard(self, phone: str, purpose: str) -> None:
+        self._redis.delete(self._key(phone, purpose))
+
+    def purge(self, older_than: dt.datetime) -> int:
+        return 0  # Redis expires codes by itself.
+
+
+def create_code_store(setting: str, db: SQLAlchemy, models: Models) -> CodeStore:
+    if setting == "database":
+        return DatabaseCodeStore(db, models)
+    return RedisCodeStore(setting)

@@ -1,0 +1,139 @@
+"""The ``ALISMS_*`` configuration keys: defaults in one place, checked once in ``init_app``.
+
+Application configuration holds what belongs to a deployment (endpoints, keys, storage). What
+an admin may change at run time lives in the parameter store instead (see :mod:`.settings`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Config
+
+from .errors import ConfigurationError
+
+SENDERS = ("aliyun", "console", "memory", "auto")
+
+DEFAULTS: dict[str, Any] = {
+    # Where the extension's pages and API live.
+    "ALISMS_URL_PREFIX": "/alisms",
+    # Which provider sends: "aliyun", "console" (development), "memory" (tests), "auto"
+    # (Aliyun once the panel is filled in, console until then; development only) or an
+    # import path "package.module:Class" of a Sender subclass.
+    "ALISMS_SENDER": "aliyun",
+    # None talks to the real dysmsapi.aliyuncs.com over HTTPS; "host:port" or
+    # "http://host:port" points at an emulator.
+    "ALISMS_ENDPOINT": None,
+    "ALISMS_REGION_ID": "cn-hangzhou",
+    # Seconds. Small, because an end user waits for the answer.
+    "ALISMS_CONNECT_TIMEOUT": 3.0,
+    "ALISMS_READ_TIMEOUT": 6.0,
+    # Key material for encrypting the AccessKey secret and hashing codes; SECRET_KEY when unset.
+    "ALISMS_ENCRYPTION_KEY": None,
+    # Older key materials still accepted for decryption while `flask alisms rotate-key` runs.
+    "ALISMS_ENCRYPTION_KEY_FALLBACKS": [],
+    # Parameter values fixed by the deployment (they win over the database, read-only in the
+    # panel) and values used until an admin saves one.
+    "ALISMS_PARAMS": {},
+    "ALISMS_PARAM_DEFAULTS": {},
+    # Seconds a process trusts its cached parameters before re-reading them: the bound on how
+    # long another process's change takes to be seen.
+    "ALISMS_PARAMS_CACHE_SECONDS": 10.0,
+    # Flask-Limiter storage for the send limits ("memory://", "redis://host:6379/0", ...).
+    # None reuses the host's Limiter storage when one is passed, else "memory://".
+    "ALISMS_LIMITER_STORAGE_URI": None,
+    # When the limiter storage is unreachable, refuse sends (False) or let them through (True).
+    "ALISMS_LIMITS_FAIL_OPEN": False,
+    # Where verification codes are kept: "database" or a "redis://" URL.
+    "ALISMS_CODE_STORAGE": "database",
+    # Password rules for registration and reset.
+    "ALISMS_PASSWORD_MIN_LENGTH": 8,
+    "ALISMS_PASSWORD_MAX_LENGTH": 128,
+    # Where the HTML flows go after success; only local paths are accepted.
+    "ALISMS_REGISTER_REDIRECT": "/",
+    "ALISMS_RESET_REDIRECT": "/",
+    # Serve the admin panel and the end-user pages (the JSON API is always on).
+    "ALISMS_ADMIN_VIEWS": True,
+    "ALISMS_USER_VIEWS": True,
+    # Page language: None follows the browser's Accept-Language; "en" or "zh" forces one.
+    "ALISMS_LANGUAGE": None,
+}
+
+
+def apply_defaults(config: Config) -> None:
+    """Fill in every ``ALISMS_*`` key the host did not set."""
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value.copy() if isinstance(value, (dict, list)) else value)
+
+
+def _positive_number(config: Config, key: str, *, allow_zero: bool = False) -> float:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{key} must be a number of seconds, got {value!r}.")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigurationError(f"{key} must be greater than zero, got {value!r}.")
+    return float(value)
+
+
+def validate(config: Config) -> None:
+    """Refuse a configuration that cannot work, saying which key to fix and how."""
+    prefix = config["ALISMS_URL_PREFIX"]
+    if not isinstance(prefix, str) or not prefix.startswith("/") or prefix.endswith("/"):
+        raise ConfigurationError(
+            f"ALISMS_URL_PREFIX must start with '/' and not end with one, e.g. '/alisms'; "
+            f"got {prefix!r}."
+        )
+    sender = config["ALISMS_SENDER"]
+    if not isinstance(sender, str) or (sender not in SENDERS and ":" not in sender):
+        raise ConfigurationError(
+            f"ALISMS_SENDER must be one of {', '.join(SENDERS)} or 'package.module:Class'; "
+            f"got {sender!r}."
+        )
+    endpoint = config["ALISMS_ENDPOINT"]
+    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.strip()):
+        raise ConfigurationError(
+            "ALISMS_ENDPOINT must be 'host:port', 'http://host:port' or None for Alibaba Cloud."
+        )
+    for key in ("ALISMS_CONNECT_TIMEOUT", "ALISMS_READ_TIMEOUT"):
+        _positive_number(config, key)
+    _positive_number(config, "ALISMS_PARAMS_CACHE_SECONDS", allow_zero=True)
+
+    key = config["ALISMS_ENCRYPTION_KEY"] or config.get("SECRET_KEY")
+    if not key:
+        raise ConfigurationError(
+            "flask-alisms needs key material to encrypt the AccessKey secret: set "
+            "ALISMS_ENCRYPTION_KEY (or SECRET_KEY) to a long random string."
+        )
+    fallbacks = config["ALISMS_ENCRYPTION_KEY_FALLBACKS"]
+    if isinstance(fallbacks, (str, bytes)) or not all(
+        isinstance(item, (str, bytes)) and item for item in fallbacks
+    ):
+        raise ConfigurationError(
+            "ALISMS_ENCRYPTION_KEY_FALLBACKS must be a list of the previous key strings."
+        )
+    for key_name in ("ALISMS_PARAMS", "ALISMS_PARAM_DEFAULTS"):
+        if not isinstance(config[key_name], Mapping):
+            raise ConfigurationError(
+                f"{key_name} must be a dict of parameter name to value, e.g. "
+                "{'aliyun.sms.sign_name': 'MyShop'}."
+            )
+    storage = config["ALISMS_CODE_STORAGE"]
+    if not isinstance(storage, str) or not (
+        storage == "database" or storage.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        raise ConfigurationError(
+            f"ALISMS_CODE_STORAGE must be 'database' or a redis:// URL; got {storage!r}."
+        )
+    low, high = config["ALISMS_PASSWORD_MIN_LENGTH"], config["ALISMS_PASSWORD_MAX_LENGTH"]
+    if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
+        raise ConfigurationError(
+            "ALISMS_PASSWORD_MIN_LENGTH and ALISMS_PASSWORD_MAX_LENGTH must be whole numbers "
+            f"with 1 <= min <= max; got {low!r} and {high!r}."
+        )
+    for key_name in ("ALISMS_REGISTER_REDIRECT", "ALISMS_RESET_REDIRECT"):
+        target = config[key_name]
+        if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
+            raise ConfigurationError(f"{key_name} must be a local path such as '/'.")
+    if config["ALISMS_LANGUAGE"] not in (None, "en", "zh"):
+        raise ConfigurationError("ALISMS_LANGUAGE must be None, 'en' or 'zh'.")

@@ -1,0 +1,203 @@
+"""Flask-WTF forms for the panel and the end-user pages (CSRF on, as Flask-WTF does by default)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    Field,
+    Form,
+    PasswordField,
+    SelectField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+
+from .phones import InvalidPhone, Phone, parse_phone
+from .settings import GROUPS, PARAMETERS, InvalidParameter, Parameter, ParameterRow
+from .state import get_state
+
+
+def country_choices() -> list[tuple[str, str]]:
+    import phonenumbers
+
+    choices = []
+    for code in get_state().params.get("phone.allowed_country_codes"):
+        regions = phonenumbers.region_codes_for_country_code(code)
+        choices.append((str(code), f"+{code} {regions[0] if regions else ''}".strip()))
+    return choices
+
+
+class PhoneMixin:
+    """A country-code select plus a number, parsed into :class:`~flask_alisms.phones.Phone`."""
+
+    country_code = SelectField("Country code", choices=[], validate_choice=True)
+    phone = StringField("Mobile number", validators=[InputRequired(), Length(max=32)])
+    parsed_phone: Phone | None = None
+
+    def prepare_countries(self) -> None:
+        self.country_code.choices = country_choices()  # type: ignore[attr-defined]
+
+    def validate_phone(self, field: Field) -> None:
+        try:
+            self.parsed_phone = parse_phone(
+                field.data,
+                get_state().params.get("phone.allowed_country_codes"),
+                country_code=self.country_code.data,  # type: ignore[attr-defined]
+            )
+        except InvalidPhone as exc:
+            raise ValidationError(exc.message) from None
+
+
+class SendCodeForm(PhoneMixin, FlaskForm):
+    send = SubmitField("Send code")
+
+
+class RegisterForm(PhoneMixin, FlaskForm):
+    """Subclass it and add fields to collect more at sign-up; they reach ``create_user``."""
+
+    code = StringField("Verification code", validators=[Optional(), Length(max=8)])
+    password = PasswordField("Password", validators=[Optional(), Length(max=256)])
+    send = SubmitField("Send code")
+    submit = SubmitField("Register")
+
+    #: Field names handled by the extension itself; every other field is the host's.
+    own_fields = frozenset(
+        {"country_code", "phone", "code", "password", "send", "submit", "csrf_token"}
+    )
+
+    def extra_data(self) -> dict[str, Any]:
+        return {
+            name: field.data for name, field in self._fields.items() if name not in self.own_fields
+        }
+
+
+class ResetPasswordForm(PhoneMixin, FlaskForm):
+    code = StringField("Verification code", validators=[Optional(), Length(max=8)])
+    password = PasswordField("New password", validators=[Optional(), Length(max=256)])
+    send = SubmitField("Send code")
+    submit = SubmitField("Set new password")
+
+
+class TestSmsForm(PhoneMixin, FlaskForm):
+    send = SubmitField("Send test SMS")
+
+
+class LogFilterForm(Form):
+    """Filters for the send log (GET, no state change, so no CSRF)."""
+
+    category = SelectField("Outcome", choices=[], validators=[Optional()], validate_choice=False)
+    purpose = SelectField(
+        "Purpose",
+        choices=[("", "Any"), ("register", "register"), ("reset", "reset"), ("test", "test")],
+        validators=[Optional()],
+    )
+    phone = StringField("Number ends with", validators=[Optional(), Length(max=8)])
+    days = SelectField(
+        "Period",
+        choices=[("1", "24 hours"), ("7", "7 days"), ("30", "30 days"), ("365", "1 year")],
+        default="7",
+    )
+
+    def validate_phone(self, field: Field) -> None:
+        if field.data and not field.data.isdigit():
+            raise ValidationError("Digits only.")
+
+
+def _param_validator(param: Parameter) -> Any:
+    def check(form: Form, field: Field) -> None:
+        if param.kind == "str" and not field.data:
+            return
+        try:
+            param.parse(field.data)
+        except InvalidParameter as exc:
+            raise ValidationError(exc.message) from None
+
+    return check
+
+
+def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
+    """A form with one field per parameter, built from the registry so it never drifts."""
+
+    class ParametersForm(FlaskForm):
+        submit = SubmitField("Save")
+
+    for row in rows:
+        param, name = row.parameter, row.parameter.key.replace(".", "__")
+        render_kw = {"disabled": True} if row.locked else {}
+        if param.secret:
+            field: Any = PasswordField(
+                param.label,
+                validators=[Optional(), _param_validator(param)],
+                render_kw={**render_kw, "autocomplete": "new-password"},
+            )
+            setattr(ParametersForm, f"clear__{name}", BooleanField("Remove the stored secret"))
+        elif param.kind == "bool":
+            field = SelectField(
+                param.label,
+                choices=[("false", "false"), ("true", "true")],
+                validate_choice=False,
+                render_kw=render_kw,
+                validators=[DataRequired(), _param_validator(param)],
+            )
+        else:
+            field = StringField(
+                param.label, validators=[_param_validator(param)], render_kw=render_kw
+            )
+        setattr(ParametersForm, name, field)
+
+    form = ParametersForm(formdata=data) if data is not None else ParametersForm()
+    if data is None:
+        for row in rows:
+            if row.parameter.secret:
+                continue
+            name = row.parameter.key.replace(".", "__")
+            getattr(form, name).data = (
+                row.shown if row.parameter.masked else row.parameter.dump(row.value)
+            )
+    return form
+
+
+def changes_from(form: FlaskForm, rows: list[ParameterRow]) -> dict[str, Any]:
+    """The values the admin actually changed; blank secret means "keep", masked id unchanged."""
+    changes: dict[str, Any] = {}
+    for row in rows:
+        param, name = row.parameter, row.parameter.key.replace(".", "__")
+        if row.locked:
+            continue
+        value = getattr(form, name).data
+        if param.secret:
+            if form[f"clear__{name}"].data:
+                changes[param.key] = None
+            elif value:
+                changes[param.key] = value
+            continue
+        if param.masked and value == row.shown:
+            continue
+        text = (value or "").strip()
+        current = param.dump(row.value) if row.is_set or param.kind != "str" else ""
+        if text != current:
+            changes[param.key] = text
+    return changes
+
+
+def grouped(rows: list[ParameterRow]) -> list[tuple[str, list[ParameterRow]]]:
+    return [
+        (label, [r for r in rows if r.parameter.group == group]) for group, label in GROUPS.items()
+    ]
+
+
+__all__ = [
+    "PARAMETERS",
+    "LogFilterForm",
+    "RegisterForm",
+    "ResetPasswordForm",
+    "SendCodeForm",
+    "TestSmsForm",
+    "changes_from",
+    "grouped",
+    "parameters_form",
+]

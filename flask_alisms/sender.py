@@ -1,0 +1,794 @@
+"""Sending one SMS: the provider interface and its implementations.
+
+Why an interface: the extension must work against the real Alibaba Cloud SMS API in production,
+print codes on the console in development and record them in memory in the host's tests, and a
+host may plug in its own provider. Every sender answers with a :class:`SendResult`; none raises
+for a provider or network outcome and none retries (SendSms is not idempotent: a timed-out send
+may still have gone out).
+
+Safety: the verification code travels in the template parameters. Nothing here puts those
+values, or the AccessKey secret, into a repr, a result message or a log record. That includes
+the Aliyun SDK's own log records (see :func:`_redact_sdk_logs`), which otherwise carry the
+request's query string (with the code) and the gateway's string-to-sign.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import importlib
+import ipaddress
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote, quote_plus, urlsplit
+
+from flask_alisms.errors import Advice, Category, ConfigurationError, explain
+
+__all__ = [
+    "AliyunSender",
+    "ConsoleSender",
+    "Credentials",
+    "MemorySender",
+    "SendResult",
+    "Sender",
+    "SmsMessage",
+    "create_sender",
+    "mask_phone",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "dysmsapi.aliyuncs.com"
+DEFAULT_REGION_ID = "cn-hangzhou"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 10.0
+#: Clients kept per AliyunSender: the current credentials plus the previous ones, so a key
+#: rotation in the panel does not thrash while requests with the old key finish.
+MAX_CACHED_CLIENTS = 2
+_MAX_MESSAGE_LENGTH = 300
+_REDACTED = "***"
+
+
+# --------------------------------------------------------------------------- value objects
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An AccessKey pair. The secret never appears in the repr."""
+
+    access_key_id: str
+    access_key_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    """One verification SMS to one number.
+
+    ``phone`` is already in Aliyun's format (``13800138000``, ``85290001234``). ``params`` are
+    the template variables, all strings (Aliyun refuses other JSON types); they hold the code,
+    so they are left out of the repr and frozen into a read-only mapping.
+    """
+
+    phone: str
+    sign_name: str
+    template_code: str
+    params: Mapping[str, str] = field(repr=False, hash=False)
+    out_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in self.params.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError("SmsMessage.params names and values must all be strings")
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The outcome of one send, safe to log, store and show to an admin.
+
+    ``ok`` only for HTTP 200 with ``Code == "OK"``. ``code`` is ``"OK"``, Aliyun's error code or
+    the SDK's client error code (``SDK.HttpError``). ``message`` is scrubbed of template values,
+    secrets and the recipient's number, and gateway messages are cut at their first ``:``.
+    """
+
+    ok: bool
+    code: str
+    message: str
+    http_status: int | None
+    request_id: str | None
+    biz_id: str | None
+    duration_ms: float
+    advice: Advice | None
+
+    @property
+    def category(self) -> Category | None:
+        """The failure category, None when the send succeeded."""
+        return self.advice.category if self.advice is not None else None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def mask_phone(phone: str) -> str:
+    """Hide the middle of a phone number for logs: ``13800138000`` -> ``138****8000``."""
+    phone = phone or ""
+    if len(phone) >= 8:
+        return f"{phone[:3]}****{phone[-4:]}"
+    if len(phone) > 2:
+        return "*" * (len(phone) - 2) + phone[-2:]
+    return "*" * len(phone)
+
+
+def _percent_encode(value: str) -> str:
+    return quote(value, safe="-_.~")
+
+
+def _secret_forms(value: str) -> set[str]:
+    """A value as it may appear in messages: raw, URL-encoded, or twice encoded (string-to-sign)."""
+    once = _percent_encode(value)
+    return {value, once, _percent_encode(once), quote_plus(value), quote(value, safe="")}
+
+
+def _scrub(text: str, secrets: Iterable[str], phone: str | None = None) -> str:
+    """Replace every form of every secret value in ``text``; mask the recipient's number."""
+    forms: set[str] = set()
+    for value in secrets:
+        if value:
+            forms |= _secret_forms(value)
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, _REDACTED)
+    if phone:
+        text = text.replace(phone, mask_phone(phone))
+    if len(text) > _MAX_MESSAGE_LENGTH:
+        text = text[:_MAX_MESSAGE_LENGTH] + "…"
+    return text
+
+
+_COLON = re.compile("[:：]")
+
+
+def _gateway_message(text: str) -> str:
+    """Keep a gateway message only up to its first colon.
+
+    What follows a colon can be the server's string-to-sign (every request parameter, the
+    code included) or the raw response body.
+    """
+    return _COLON.split(text or "", maxsplit=1)[0].strip()
+
+
+# Ordered: the first matching needle names the transport failure.
+_TRANSPORT_FAILURES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("read timed out", "read timeout"), "timed out waiting for the answer; it may have been sent"),
+    (("connect timeout", "connecttimeout", "timed out"), "timed out connecting"),
+    (("connection refused", "errno 111", "winerror 10061"), "connection refused"),
+    (("incompleteread", "connection broken", "chunkedencoding"), "answer cut off"),
+    (
+        ("remotedisconnected", "connection aborted", "connection reset", "closed connection"),
+        "connection dropped before an answer; it may have been sent",
+    ),
+    (("name or service not known", "nodename", "getaddrinfo", "resolve"), "DNS lookup failed"),
+    (("ssl", "certificate", "tls"), "TLS error"),
+    (("proxy",), "proxy error"),
+)
+
+
+def _describe_transport_failure(text: str) -> str:
+    """Name a transport failure without quoting the SDK text (it contains the request URL)."""
+    lowered = re.sub(r"\?\S*", "", text or "").lower()  # not the request's query string
+    for needles, description in _TRANSPORT_FAILURES:
+        if any(needle in lowered for needle in needles):
+            return description
+    return "HTTP transport error"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- SDK log redaction
+
+
+class _SdkLogRedactor(logging.Filter):
+    """Rewrites the Aliyun SDK's log records before any handler sees them.
+
+    The SDK logs request parameters (with TemplateParam) at DEBUG, the gateway's
+    string-to-sign inside ServerException text at ERROR, and request URLs (query string
+    included) inside transport errors; its vendored urllib3 logs the URL too. Each record is
+    cut before its first detail-bearing ``:`` and stripped of query strings.
+    """
+
+    _QUERY = re.compile(r"\?[^\s\"')]*")
+    _DETAIL = re.compile(r":(?!//)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken format string must not break logging
+            text = str(record.msg)
+        text = self._QUERY.sub("?…", text)
+        head = self._DETAIL.split(text, maxsplit=1)[0].rstrip()
+        if head != text:
+            head += ": [details removed by flask_alisms]"
+        record.msg = head
+        record.args = None
+        return True
+
+
+_redactor_lock = threading.Lock()
+
+
+def _redact_sdk_logs() -> None:
+    """Attach :class:`_SdkLogRedactor` to every logger of the SDK (idempotent).
+
+    Logger filters apply only to records created on that very logger, hence every one of them;
+    the SDK creates them at import time, which has happened before this runs.
+    """
+    with _redactor_lock:
+        names = [
+            name
+            for name in list(logging.root.manager.loggerDict)
+            if name == "aliyunsdkcore" or name.startswith("aliyunsdkcore.")
+        ]
+        for name in names:
+            sdk_logger = logging.getLogger(name)
+            if not any(isinstance(f, _SdkLogRedactor) for f in sdk_logger.filters):
+                sdk_logger.addFilter(_SdkLogRedactor())
+
+
+# --------------------------------------------------------------------------- interface
+
+
+class Sender(abc.ABC):
+    """Sends one SMS and reports the outcome.
+
+    Implementations must not raise for a provider or network outcome (return a failed
+    :class:`SendResult` instead), must not retry, and must keep template values and secrets out
+    of results and logs.
+    """
+
+    name: str = "sender"
+
+    @abc.abstractmethod
+    def send(self, message: SmsMessage, credentials: Credentials | None) -> SendResult:
+        """Send ``message`` with ``credentials`` (None where the provider needs none)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most senders hold nothing
+        """Release connections or other resources (no-op by default)."""
+
+
+def _failure(
+    code: str,
+    message: str,
+    *,
+    http_status: int | None,
+    request_id: str | None = None,
+    duration_ms: float = 0.0,
+) -> SendResult:
+    return SendResult(
+        ok=False,
+        code=code,
+        message=message,
+        http_status=http_status,
+        request_id=request_id,
+        biz_id=None,
+        duration_ms=duration_ms,
+        advice=explain(code, http_status),
+    )
+
+
+# --------------------------------------------------------------------------- Aliyun
+
+
+class AliyunSender(Sender):
+    """Sends through Alibaba Cloud SMS (Dysmsapi 2017-05-25) with the official SDK.
+
+    ``endpoint``: None for the real ``dysmsapi.aliyuncs.com`` over HTTPS; ``host:port`` or
+    ``http://host:port`` for plain HTTP (an emulator); ``https://host[:port]`` for HTTPS.
+
+    Timeouts are in seconds (floats allowed; the SDK passes them to its bundled ``requests``).
+
+    ``proxies``: a requests-style mapping. None means: for a loopback endpoint, no proxy
+    (the SDK would otherwise send 127.0.0.1 to ``HTTP_PROXY``, as it ignores ``NO_PROXY``);
+    otherwise the SDK's behaviour of honouring ``HTTP(S)_PROXY``.
+
+    One ``AcsClient`` is kept per credential set and reused, so consecutive sends share one
+    keep-alive connection (and, against Aliyun, one TLS handshake).
+    """
+
+    name = "aliyun"
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        region_id: str = DEFAULT_REGION_ID,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        proxies: Mapping[str, str | None] | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        if not connect_timeout or connect_timeout <= 0 or not read_timeout or read_timeout <= 0:
+            # The SDK treats 0 as "unset" and silently falls back to its defaults.
+            raise ConfigurationError("AliyunSender timeouts must be positive numbers of seconds")
+        if not region_id:
+            raise ConfigurationError("AliyunSender needs a region_id such as 'cn-hangzhou'")
+        self._host, self._https = self._parse_endpoint(endpoint)
+        self.endpoint = endpoint
+        self.region_id = region_id
+        self.connect_timeout = float(connect_timeout)
+        self.read_timeout = float(read_timeout)
+        if proxies is None and endpoint is not None:
+            hostname = urlsplit(f"//{self._host}").hostname or ""
+            if _is_loopback(hostname):
+                proxies = {"http": None, "https": None}
+        # A falsy mapping makes the SDK read the proxy variables, so keep None for "default".
+        self._proxies = dict(proxies) if proxies else None
+        self._pool_size = pool_size
+        self._clients: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        # Import here, not at module level: the SDK is only needed when sending for real.
+        # Importing the client first creates the SDK's loggers, which the redaction needs.
+        import aliyunsdkcore.client  # noqa: F401
+        from aliyunsdkcore.http import protocol_type
+        from aliyunsdkdysmsapi.request.v20170525.SendSmsRequest import SendSmsRequest
+
+        self._protocol = protocol_type.HTTPS if self._https else protocol_type.HTTP
+        self._request_class = SendSmsRequest
+        _redact_sdk_logs()
+
+    def __repr__(self) -> str:
+        return (
+            f"AliyunSender(endpoint={self.endpoint!r}, region_id={self.region_id!r}, "
+            f"connect_timeout={self.connect_timeout}, read_timeout={self.read_timeout})"
+        )
+
+    @staticmethod
+    def _parse_endpoint(endpoint: str | None) -> tuple[str, bool]:
+        """Return (``host[:port]``, use HTTPS) for the accepted endpoint spellings."""
+        if endpoint is None:
+            return DEFAULT_ENDPOINT, True
+        text = endpoint.strip()
+        parts = urlsplit(text if "://" in text else f"http://{text}")
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:  # not a number or out of range
+            port_ok = False
+        if (
+            not port_ok
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username
+            or parts.password
+        ):
+            raise ConfigurationError(
+                f"Invalid SMS endpoint {endpoint!r}: use host:port, http://host:port or "
+                "https://host[:port] (or nothing for dysmsapi.aliyuncs.com)"
+            )
+        return parts.netloc, parts.scheme == "https"
+
+    # ----------------------------------------------------------------- clients
+
+    def _client(self, credentials: Credentials) -> Any:
+        """The cached AcsClient for these credentials, built on first use.
+
+        The cache key holds a SHA-256 digest of the secret, never the secret itself.
+        """
+        digest = hashlib.sha256(credentials.access_key_secret.encode("utf-8")).hexdigest()
+        key = (credentials.access_key_id, digest)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+            client = self._build_client(credentials)
+            self._clients[key] = client
+            while len(self._clients) > MAX_CACHED_CLIENTS:
+                self._clients.popitem(last=False)  # in-flight users keep their reference
+            return client
+
+    def _build_client(self, credentials: Credentials) -> Any:
+        from aliyunsdkcore.client import AcsClient
+
+        _redact_sdk_logs()  # again, for SDK loggers created since (idempotent and cheap)
+        client = AcsClient(
+            ak=credentials.access_key_id,
+            secret=credentials.access_key_secret,
+            region_id=self.region_id,
+            auto_retry=False,  # SendSms is not idempotent
+            max_retry_time=0,
+            connect_timeout=self.connect_timeout,
+            timeout=self.read_timeout,
+            pool_size=self._pool_size,
+            proxy=self._proxies,
+        )
+        # do_action_with_exception hides the status of 2xx answers; a response hook records it.
+        client.session.hooks["response"].append(self._remember_status)
+        return client
+
+    def _remember_status(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        self._local.status = response.status_code
+
+    @property
+    def cached_clients(self) -> int:
+        """How many AcsClients are cached (for tests and diagnostics)."""
+        with self._lock:
+            return len(self._clients)
+
+    def close(self) -> None:
+        """Drop the cached clients; their connections close when they are collected."""
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            client.session.close()
+
+    # ----------------------------------------------------------------- sending
+
+    def send(self, message: SmsMessage, credentials: Credentials | None) -> SendResult:
+        """Send one SendSms request; never raises for an Aliyun or network outcome."""
+        start = time.perf_counter()
+        if (
+            credentials is None
+            or not credentials.access_key_id
+            or not credentials.access_key_secret
+        ):
+            result = _failure("SDK.InvalidCredential", "no AccessKey configured", http_status=None)
+            self._log(message, result)
+            return result
+
+        secrets = [*message.params.values(), credentials.access_key_secret]
+        request = self._request_class()
+        request.set_endpoint(self._host)
+        request.set_protocol_type(self._protocol)
+        request.set_PhoneNumbers(message.phone)
+        request.set_SignName(message.sign_name)
+        request.set_TemplateCode(message.template_code)
+        request.set_TemplateParam(
+            json.dumps(dict(message.params), ensure_ascii=False, separators=(",", ":"))
+        )
+        if message.out_id:
+            request.set_OutId(message.out_id)
+
+        try:
+            client = self._client(credentials)
+            self._local.status = None
+            result = self._call(client, request, secrets, message.phone, start)
+        except Exception as exc:  # the contract is "never raise"
+            # E.g. UnicodeDecodeError from the SDK parsing a non-UTF-8 error body.
+            result = _failure(
+                "SDK.UnexpectedError",
+                f"unexpected {type(exc).__name__} in the Aliyun SDK",
+                http_status=getattr(self._local, "status", None),
+                duration_ms=_elapsed_ms(start),
+            )
+        self._log(message, result)
+        return result
+
+    def _call(
+        self,
+        client: Any,
+        request: Any,
+        secrets: list[str],
+        phone: str,
+        start: float,
+    ) -> SendResult:
+        from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+
+        try:
+            body = client.do_action_with_exception(request)
+        except ServerException as exc:
+            status = exc.get_http_status()
+            code = exc.get_error_code() or "SDK.UnknownServerError"
+            if code == "SDK.UnknownServerError":
+                text = "unparseable error answer"
+            else:
+                text = _scrub(_gateway_message(exc.get_error_msg()), secrets, phone)
+            return _failure(
+                code,
+                text,
+                http_status=status,
+                request_id=exc.get_request_id(),
+                duration_ms=_elapsed_ms(start),
+            )
+        except ClientException as exc:
+            code = exc.get_error_code() or "SDK.HttpError"
+            if code == "SDK.HttpError":
+                text = _describe_transport_failure(exc.get_error_msg())
+            else:
+                text = _scrub(_gateway_message(exc.get_error_msg()), secrets, phone)
+            return _failure(code, text, http_status=None, duration_ms=_elapsed_ms(start))
+        except IndexError:
+            # The SDK splits a SignatureDoesNotMatch message at ':' and crashes when there is
+            # none; that branch is only reached for HTTP 400 with that code.
+            return _failure(
+                "SignatureDoesNotMatch",
+                "Specified signature is not matched with our calculation.",
+                http_status=400,
+                duration_ms=_elapsed_ms(start),
+            )
+        return self._parse_body(body, secrets, phone, start)
+
+    def _parse_body(self, body: Any, secrets: list[str], phone: str, start: float) -> SendResult:
+        status = getattr(self._local, "status", None) or 200
+        try:
+            data = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+        except (ValueError, TypeError, AttributeError):
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("Code"), str):
+            return _failure(
+                "SDK.InvalidResponse",
+                "the answer is not the expected JSON object",
+                http_status=status,
+                duration_ms=_elapsed_ms(start),
+            )
+        code = data["Code"]
+        request_id = _str_or_none(data.get("RequestId"))
+        duration_ms = _elapsed_ms(start)
+        if code == "OK" and status == 200:
+            return SendResult(
+                ok=True,
+                code="OK",
+                message="OK",
+                http_status=status,
+                request_id=request_id,
+                biz_id=_str_or_none(data.get("BizId")),
+                duration_ms=duration_ms,
+                advice=None,
+            )
+        if code == "OK":
+            code = "SDK.InvalidResponse"  # "OK" with a 2xx other than 200 is not a success
+        raw_message = data.get("Message")
+        text = _scrub(raw_message if isinstance(raw_message, str) else "", secrets, phone)
+        return _failure(
+            code, text, http_status=status, request_id=request_id, duration_ms=duration_ms
+        )
+
+    def _log(self, message: SmsMessage, result: SendResult) -> None:
+        if result.ok:
+            logger.info(
+                "SMS to %s sent: code=%s request_id=%s biz_id=%s duration=%.0fms",
+                mask_phone(message.phone),
+                result.code,
+                result.request_id,
+                result.biz_id,
+                result.duration_ms,
+            )
+        else:
+            logger.warning(
+                "SMS to %s failed: code=%s category=%s http_status=%s request_id=%s "
+                "message=%r duration=%.0fms",
+                mask_phone(message.phone),
+                result.code,
+                result.category.value if result.category else None,
+                result.http_status,
+                result.request_id,
+                result.message,
+                result.duration_ms,
+            )
+
+
+def _elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+# --------------------------------------------------------------------------- development
+
+
+class ConsoleSender(Sender):
+    """Development sender: logs the SMS at WARNING instead of sending it.
+
+    The template values (the code) and the number are masked unless ``reveal`` is true; the
+    extension passes ``reveal=app.debug`` so codes show only on a developer's machine.
+    """
+
+    name = "console"
+
+    def __init__(self, *, reveal: bool = False) -> None:
+        self.reveal = reveal
+
+    def send(self, message: SmsMessage, credentials: Credentials | None) -> SendResult:
+        start = time.perf_counter()
+        if self.reveal:
+            phone = message.phone
+            params = dict(message.params)
+        else:
+            phone = mask_phone(message.phone)
+            params = {name: "*" * len(value) for name, value in message.params.items()}
+        biz_id = f"console-{uuid.uuid4().hex[:16]}"
+        logger.warning(
+            "[console SMS, not sent] to=%s sign=%s template=%s params=%s out_id=%s biz_id=%s",
+            phone,
+            message.sign_name,
+            message.template_code,
+            json.dumps(params, ensure_ascii=False),
+            message.out_id,
+            biz_id,
+        )
+        return SendResult(
+            ok=True,
+            code="OK",
+            message="OK",
+            http_status=None,
+            request_id=None,
+            biz_id=biz_id,
+            duration_ms=_elapsed_ms(start),
+            advice=None,
+        )
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def _simulated_status(code: str) -> int | None:
+    """The HTTP status Aliyun would answer ``code`` with (None for client-side SDK codes)."""
+    if code.startswith("SDK."):
+        return None
+    if code.startswith(("isv.", "isp.")):
+        return 200
+    return {
+        "InvalidAccessKeyId.NotFound": 404,
+        "Forbidden.RAM": 403,
+        "InternalError": 500,
+        "ServiceUnavailable": 503,
+    }.get(code, 400)
+
+
+class MemorySender(Sender):
+    """Test sender: keeps accepted messages in :attr:`outbox` and can simulate failures.
+
+    ``outbox`` holds only the messages a real provider would have accepted; ``attempts``
+    holds every message passed to :meth:`send`, failed ones included.
+    """
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.outbox: list[SmsMessage] = []
+        self.attempts: list[SmsMessage] = []
+        self._failures: list[list[Any]] = []  # [code, remaining]
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def fail_with(self, code: str, times: int = 1) -> None:
+        """Make the next ``times`` sends fail with the Aliyun (or SDK) ``code``."""
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._failures.append([code, times])
+
+    def send(self, message: SmsMessage, credentials: Credentials | None) -> SendResult:
+        start = time.perf_counter()
+        with self._lock:
+            self.attempts.append(message)
+            self._seq += 1
+            request_id = f"memory-{self._seq}"
+            if self._failures:
+                failure = self._failures[0]
+                failure[1] -= 1
+                if failure[1] == 0:
+                    self._failures.pop(0)
+                code = str(failure[0])
+                return _failure(
+                    code,
+                    "simulated failure",
+                    http_status=_simulated_status(code),
+                    request_id=request_id,
+                    duration_ms=_elapsed_ms(start),
+                )
+            self.outbox.append(message)
+        return SendResult(
+            ok=True,
+            code="OK",
+            message="OK",
+            http_status=200,
+            request_id=request_id,
+            biz_id=f"memory-biz-{self._seq}",
+            duration_ms=_elapsed_ms(start),
+            advice=None,
+        )
+
+    def last_message(self, phone: str | None = None) -> SmsMessage | None:
+        """The latest accepted message (to ``phone`` if given), or None."""
+        with self._lock:
+            for message in reversed(self.outbox):
+                if phone is None or message.phone == phone:
+                    return message
+        return None
+
+    def last_param(self, phone: str, name: str = "code") -> str:
+        """The template variable ``name`` of the latest accepted message to ``phone``.
+
+        Raises LookupError when nothing was accepted for ``phone`` or the variable is absent.
+        """
+        message = self.last_message(phone)
+        if message is None:
+            raise LookupError(f"no message was accepted for {mask_phone(phone)}")
+        try:
+            return message.params[name]
+        except KeyError:
+            raise LookupError(f"the last message has no {name!r} variable") from None
+
+    def clear(self) -> None:
+        """Forget messages, attempts and pending failures."""
+        with self._lock:
+            self.outbox.clear()
+            self.attempts.clear()
+            self._failures.clear()
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def create_sender(
+    name: str,
+    *,
+    endpoint: str | None = None,
+    region_id: str = DEFAULT_REGION_ID,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    reveal_codes: bool = False,
+) -> Sender:
+    """Build the sender named by the ``ALISMS_SENDER`` setting.
+
+    ``"aliyun"``, ``"console"``, ``"memory"``, or ``"package.module:ClassName"`` naming a
+    :class:`Sender` subclass constructible without arguments.
+    """
+    key = (name or "").strip()
+    if key.lower() == "aliyun":
+        return AliyunSender(
+            endpoint=endpoint,
+            region_id=region_id,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+    if key.lower() == "console":
+        return ConsoleSender(reveal=reveal_codes)
+    if key.lower() == "memory":
+        return MemorySender()
+    if ":" in key:
+        module_name, _, class_name = key.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            cls = getattr(module, class_name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"ALISMS_SENDER={name!r}: cannot import {class_name!r} from {module_name!r} "
+                f"({type(exc).__name__})"
+            ) from exc
+        if not (isinstance(cls, type) and issubclass(cls, Sender)):
+            raise ConfigurationError(
+                f"ALISMS_SENDER={name!r}: {class_name!r} is not a subclass of "
+                "flask_alisms.sender.Sender"
+            )
+        try:
+            return cls()
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"ALISMS_SENDER={name!r}: {class_name!r} must be constructible without arguments"
+            ) from exc
+    raise ConfigurationError(
+        f"ALISMS_SENDER={name!r} is not a known sender: use 'aliyun', 'console', 'memory' or "
+        "'package.module:ClassName'"
+    )

@@ -1,0 +1,27 @@
+"""Blinker signals, sent with the app as sender. None of them ever carries a code or a secret.
+
+Receivers get keyword arguments: ``phone`` (E.164), ``purpose`` ("register" or "reset") and,
+where it applies, ``result`` (a :class:`~flask_alisms.sender.SendResult` without the code),
+``reason`` or ``user_id``.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: An SMS with a code was accepted by the provider. Extra: ``result``.
+code_sent = _signals.signal("alisms.code-sent")
+#: The provider refused or could not be reached. Extra: ``result``.
+code_send_failed = _signals.signal("alisms.code-send-failed")
+#: A submitted code matched and was consumed.
+code_verified = _signals.signal("alisms.code-verified")
+#: A submitted code was wrong, expired, used or burnt. Extra: ``reason``.
+code_rejected = _signals.signal("alisms.code-rejected")
+#: A user was created through phone registration. Extra: ``user_id``.
+user_registered = _signals.signal("alisms.user-registered")
+#: A password was reset through an SMS code. Extra: ``user_id``.
+password_reset = _signals.signal("alisms.password-reset")
+#: An admin changed parameters. Extra: ``keys`` and ``actor``; never values.
+parameters_changed = _signals.signal("alisms.parameters-changed")

@@ -1,0 +1,82 @@
+"""How the extension reaches the host's users without owning the user model.
+
+The host passes an object with the :class:`UserAdapter` methods (as Flask-Login asks for a
+``user_loader``). :class:`SQLAlchemyUserAdapter` covers the common case of a model with a phone
+column and a password-hash column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
+
+
+@runtime_checkable
+class UserAdapter(Protocol):
+    def find_by_phone(self, phone: str) -> Any | None:
+        """The user whose verified phone is ``phone`` (E.164), or None."""
+
+    def create_user(self, phone: str, password_hash: str, fields: Mapping[str, Any]) -> Any:
+        """Create and persist a user; ``fields`` holds the host's extra form fields."""
+
+    def set_password(self, user: Any, password_hash: str) -> None:
+        """Persist a new password hash for ``user``."""
+
+    def get_id(self, user: Any) -> Any:
+        """A JSON-serialisable id for API answers and signals."""
+
+    def login(self, user: Any) -> None:
+        """Log ``user`` in as the host does (e.g. ``flask_login.login_user``), or do nothing."""
+
+
+class SQLAlchemyUserAdapter:
+    """Adapter for a Flask-SQLAlchemy user model with phone and password-hash columns."""
+
+    def __init__(
+        self,
+        db: SQLAlchemy,
+        model: Any,
+        *,
+        phone_attribute: str = "phone",
+        password_attribute: str = "password_hash",  # noqa: S107 - a column name
+        login: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.db = db
+        self.model = model
+        self.phone_attribute = phone_attribute
+        self.password_attribute = password_attribute
+        self._login = login
+
+    def find_by_phone(self, phone: str) -> Any | None:
+        column = getattr(self.model, self.phone_attribute)
+        return self.db.session.scalars(sa.select(self.model).where(column == phone)).first()
+
+    def create_user(self, phone: str, password_hash: str, fields: Mapping[str, Any]) -> Any:
+        user = self.model(
+            **{self.phone_attribute: phone, self.password_attribute: password_hash}, **fields
+        )
+        self.db.session.add(user)
+        try:
+            self.db.session.commit()
+        except Exception:
+            self.db.session.rollback()
+            raise
+        return user
+
+    def set_password(self, user: Any, password_hash: str) -> None:
+        setattr(user, self.password_attribute, password_hash)
+        try:
+            self.db.session.commit()
+        except Exception:
+            self.db.session.rollback()
+            raise
+
+    def get_id(self, user: Any) -> Any:
+        return getattr(user, "id", None)
+
+    def login(self, user: Any) -> None:
+        if self._login is not None:
+            self._login(user)

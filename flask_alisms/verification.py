@@ -1,0 +1,196 @@
+"""Sending a code and checking it: limits, the provider, the code store, the log and signals.
+
+These functions are the one path every caller takes (JSON API, HTML pages, the host's own
+code), so each rule holds everywhere: limits are spent before the provider is called, a code
+is kept only after the provider said ``OK``, and nothing here ever logs or signals a code.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from flask import current_app
+
+from . import signals
+from .codes import Verdict, generate_code
+from .errors import AliSMSError
+from .limits import Refusal
+from .phones import Phone
+from .sender import SendResult, SmsMessage
+from .settings import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, TEMPLATE_CODE
+from .state import AliSMSState, get_state
+
+logger = logging.getLogger(__name__)
+
+PURPOSES = ("register", "reset")
+
+
+class GateClosed(AliSMSError):
+    """The admin's switches or a missing Aliyun parameter forbid this action."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "registration_disabled" or "sms_not_configured"
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What happened to a code request, as much as the caller may tell the user."""
+
+    sent: bool
+    resend_after: int
+    refusal: Refusal | None = None
+    result: SendResult | None = None
+
+    @property
+    def throttled(self) -> bool:
+        return self.refusal is not None
+
+
+def check_gate(purpose: str, state: AliSMSState | None = None) -> None:
+    """Raise :class:`GateClosed` when the switches do not allow ``purpose`` right now."""
+    state = state or get_state()
+    params = state.params
+    if purpose == "register" and not (
+        params.get(ALLOW_REGISTER) and params.get(ENABLE_MOBILE_REGISTER)
+    ):
+        raise GateClosed("registration_disabled")
+    if not state.sms_ready():
+        raise GateClosed("sms_not_configured")
+
+
+def _record(
+    state: AliSMSState, phone: Phone, purpose: str, result: SendResult, sender: str
+) -> None:
+    log = state.models.SendLog
+    session = state.db.session
+    try:
+        session.add(
+            log(
+                phone_masked=phone.masked,
+                purpose=purpose,
+                sender=sender,
+                ok=result.ok,
+                category="sent" if result.ok else result.category.value,
+                code=result.code[:100],
+                message=(result.message or "")[:500],
+                request_id=result.request_id,
+                biz_id=result.biz_id,
+                http_status=result.http_status,
+                duration_ms=result.duration_ms,
+            )
+        )
+        session.commit()
+    except Exception:
+        session.rollback()
+        logger.exception("Could not write the SMS send log")
+
+
+def _skip_like_a_send(state: AliSMSState, phone: Phone, purpose: str, code_length: int) -> None:
+    """Spend about the time and writes a real send would, without sending a code.
+
+    Used where telling "this number has an account" apart from "it has none" would let anyone
+    enumerate users: the caller answers exactly as for a real send.
+    """
+    time.sleep(state.typical_send_seconds * random.uniform(0.85, 1.15))  # noqa: S311
+    # An unknowable code keeps the store's write pattern identical; nobody can use it.
+    digest = state.keyring.code_digest(phone.e164, purpose, generate_code(code_length) + "x")
+    state.codes.save(phone.e164, purpose, digest, ttl=state.params.get("sms.code_ttl"), attempts=1)
+
+
+def send_test_message(phone: Phone) -> SendResult:
+    """Send a real code SMS with the saved parameters, for the admin's test button and CLI."""
+    state = get_state()
+    params = state.params
+    code = generate_code(params.get("sms.code_length"))
+    sender = state.sender_for_send()
+    result = sender.send(_message(state, phone, code), state.credentials())
+    _record(state, phone, "test", result, sender.name)
+    return result
+
+
+def _message(state: AliSMSState, phone: Phone, code: str) -> SmsMessage:
+    params = state.params
+    return SmsMessage(
+        phone=phone.aliyun,
+        sign_name=params.get("aliyun.sms.sign_name"),
+        template_code=params.get(TEMPLATE_CODE),
+        params={params.get("aliyun.sms.template_param_name"): code},
+    )
+
+
+def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
+    """Send a fresh code to ``phone`` for ``purpose`` unless a gate or a limit says no.
+
+    Raises :class:`GateClosed` and :class:`~flask_alisms.limits.LimiterUnavailable`.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}")
+    state = get_state()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    check_gate(purpose, state)
+    params = state.params
+    interval = params.get("limits.resend_interval")
+
+    refusal = state.throttle.hit_send(phone.e164, client_ip)
+    if refusal is not None:
+        return SendOutcome(False, refusal.retry_after, refusal=refusal)
+
+    code_length = params.get("sms.code_length")
+    has_account = state.users.find_by_phone(phone.e164) is not None
+    if (purpose == "register") == has_account:
+        # register: the number has an account; reset: it has none. Answer as if sent.
+        _skip_like_a_send(state, phone, purpose, code_length)
+        logger.info("No code sent to %s for %s (account rule)", phone.masked, purpose)
+        return SendOutcome(True, interval)
+
+    code = generate_code(code_length)
+    sender = state.sender_for_send()
+    result = sender.send(_message(state, phone, code), state.credentials())
+    _record(state, phone, purpose, result, sender.name)
+    if not result.ok:
+        # The older code (if any) stays as it was; the new one was never stored.
+        signals.code_send_failed.send(app, phone=phone.e164, purpose=purpose, result=result)
+        return SendOutcome(False, interval, result=result)
+
+    state.note_send_time(result.duration_ms / 1000.0)
+    state.codes.save(
+        phone.e164,
+        purpose,
+        state.keyring.code_digest(phone.e164, purpose, code),
+        ttl=params.get("sms.code_ttl"),
+        attempts=params.get("sms.max_attempts"),
+    )
+    signals.code_sent.send(app, phone=phone.e164, purpose=purpose, result=result)
+    return SendOutcome(True, interval, result=result)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    accepted: bool
+    refusal: Refusal | None = None
+
+
+def check_code(phone: Phone, purpose: str, code: object) -> CheckOutcome:
+    """Consume ``code`` if it is the live one; every failure looks the same to the caller."""
+    state = get_state()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    refusal = state.throttle.hit_verify(phone.e164)
+    if refusal is not None:
+        signals.code_rejected.send(app, phone=phone.e164, purpose=purpose, reason="throttled")
+        return CheckOutcome(False, refusal)
+    text = code.strip() if isinstance(code, str) else ""
+    if not (text.isascii() and text.isdigit() and 4 <= len(text) <= 8):
+        signals.code_rejected.send(app, phone=phone.e164, purpose=purpose, reason="malformed")
+        return CheckOutcome(False)
+    verdict = state.codes.check(
+        phone.e164, purpose, state.keyring.code_digest(phone.e164, purpose, text)
+    )
+    if verdict is Verdict.ACCEPTED:
+        signals.code_verified.send(app, phone=phone.e164, purpose=purpose)
+        return CheckOutcome(True)
+    signals.code_rejected.send(app, phone=phone.e164, purpose=purpose, reason=verdict.value)
+    return CheckOutcome(False)

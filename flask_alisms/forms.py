@@ -20,15 +20,27 @@ from .phones import InvalidPhone, Phone, parse_phone
 from .settings import GROUPS, PARAMETERS, InvalidParameter, Parameter, ParameterRow
 from .state import get_state
 
+try:  # WTForms >= 3.3 deprecates (value, label) tuples in favour of SelectChoice.
+    from wtforms.fields.choices import SelectChoice
+except ImportError:  # pragma: no cover - older WTForms
+    SelectChoice = None
 
-def country_choices() -> list[tuple[str, str]]:
+
+def choices(pairs: list[tuple[str, str]]) -> list[Any]:
+    """Select options in the form the installed WTForms prefers."""
+    if SelectChoice is None:
+        return pairs
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+def country_choices() -> list[Any]:
     import phonenumbers
 
-    choices = []
+    pairs = []
     for code in get_state().params.get("phone.allowed_country_codes"):
         regions = phonenumbers.region_codes_for_country_code(code)
-        choices.append((str(code), f"+{code} {regions[0] if regions else ''}".strip()))
-    return choices
+        pairs.append((str(code), f"+{code} {regions[0] if regions else ''}".strip()))
+    return choices(pairs)
 
 
 class PhoneMixin:
@@ -92,13 +104,15 @@ class LogFilterForm(Form):
     category = SelectField("Outcome", choices=[], validators=[Optional()], validate_choice=False)
     purpose = SelectField(
         "Purpose",
-        choices=[("", "Any"), ("register", "register"), ("reset", "reset"), ("test", "test")],
+        choices=choices(
+            [("", "Any"), ("register", "register"), ("reset", "reset"), ("test", "test")]
+        ),
         validators=[Optional()],
     )
     phone = StringField("Number ends with", validators=[Optional(), Length(max=8)])
     days = SelectField(
         "Period",
-        choices=[("1", "24 hours"), ("7", "7 days"), ("30", "30 days"), ("365", "1 year")],
+        choices=choices([("1", "24 hours"), ("7", "7 days"), ("30", "30 days"), ("365", "1 year")]),
         default="7",
     )
 
@@ -107,9 +121,9 @@ class LogFilterForm(Form):
             raise ValidationError("Digits only.")
 
 
-def _param_validator(param: Parameter) -> Any:
+def _param_validator(param: Parameter, unchanged: str | None = None) -> Any:
     def check(form: Form, field: Field) -> None:
-        if param.kind == "str" and not field.data:
+        if (param.kind == "str" and not field.data) or field.data == unchanged:
             return
         try:
             param.parse(field.data)
@@ -138,14 +152,15 @@ def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
         elif param.kind == "bool":
             field = SelectField(
                 param.label,
-                choices=[("false", "false"), ("true", "true")],
+                choices=choices([("false", "false"), ("true", "true")]),
                 validate_choice=False,
                 render_kw=render_kw,
                 validators=[DataRequired(), _param_validator(param)],
             )
         else:
+            unchanged = row.shown if param.masked else None
             field = StringField(
-                param.label, validators=[_param_validator(param)], render_kw=render_kw
+                param.label, validators=[_param_validator(param, unchanged)], render_kw=render_kw
             )
         setattr(ParametersForm, name, field)
 

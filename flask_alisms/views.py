@@ -34,6 +34,7 @@ from .forms import (
     ResetPasswordForm,
     TestSmsForm,
     changes_from,
+    choices,
     grouped,
     parameters_form,
 )
@@ -256,12 +257,9 @@ def create_blueprint(app: Flask) -> Blueprint:
             return api_error(422, "weak_password", "Enter a password.")
         try:
             if purpose == "register":
-                form_class = get_state().extension.register_form or RegisterForm
-                extra = {
-                    name: data[name]
-                    for name in _extra_field_names(form_class)
-                    if name in data and isinstance(data[name], (str, int, bool))
-                }
+                extra = _extra_fields(data)
+                if isinstance(extra, Response):
+                    return extra
                 result = accounts.register(phone, data.get("code"), password, extra)
             else:
                 result = accounts.reset_password(phone, data.get("code"), password)
@@ -296,6 +294,26 @@ def create_blueprint(app: Flask) -> Blueprint:
     if cfg["ALISMS_ADMIN_VIEWS"]:
         _add_admin_views(bp)
     return bp
+
+
+def _extra_fields(data: dict[str, Any]) -> dict[str, Any] | Response:
+    """The host's extra sign-up fields from a JSON body, validated by the host's form."""
+    form_class = get_state().extension.register_form or RegisterForm
+    names = _extra_field_names(form_class)
+    if not names:
+        return {}
+    supplied = {name: data[name] for name in names if name in data}
+    for name, value in supplied.items():
+        if not isinstance(value, (str, int, float, bool)):
+            return api_error(422, "invalid_field", f"{name} has the wrong type.", field=name)
+    form = form_class(formdata=None, data=supplied, meta={"csrf": False})
+    values = {}
+    for name in names:
+        field = form[name]
+        if not field.validate(form):
+            return api_error(422, "invalid_field", f"{name}: {field.errors[0]}", field=name)
+        values[name] = field.data
+    return values
 
 
 def _extra_field_names(form_class: type) -> list[str]:
@@ -498,7 +516,7 @@ def _add_admin_views(bp: Blueprint) -> None:
         log = state.models.SendLog
         form = LogFilterForm(request.args)
         categories = [("", "Any")] + [(c, c) for c in _categories()]
-        form.category.choices = categories
+        form.category.choices = choices(categories)
         query = sa.select(log).order_by(log.id.desc())
         status = 200
         if form.validate():

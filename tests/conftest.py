@@ -22,8 +22,11 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, jsonify, session
 from flask_sqlalchemy import SQLAlchemy
+from wtforms import StringField
+from wtforms.validators import Length, Optional
 
 from flask_alisms import AliSMS, SQLAlchemyUserAdapter
+from flask_alisms.forms import RegisterForm
 from flask_alisms.testing import DysmsapiEmulator
 
 SIGN = "阿里云短信测试"
@@ -156,7 +159,13 @@ def make_host(tmp_path: Any, emulator: DysmsapiEmulator) -> Iterator[Callable[..
         def login(user: Any) -> None:
             session["user_id"] = user.id
 
-        options = {"user_adapter": SQLAlchemyUserAdapter(db, User, login=login)}
+        class HostRegisterForm(RegisterForm):
+            nickname = StringField("Nickname", validators=[Optional(), Length(max=50)])
+
+        options = {
+            "user_adapter": SQLAlchemyUserAdapter(db, User, login=login),
+            "register_form": HostRegisterForm,
+        }
         options.update(alisms_options or {})
         alisms = AliSMS(app, db=db, **options)
         host = Host(app, db, User, alisms)

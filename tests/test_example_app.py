@@ -1,0 +1,84 @@
+"""The example site as a visitor and an admin would use it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from example_app import create_app
+from flask_alisms.testing import DysmsapiEmulator
+
+from .conftest import KEY_ID, KEY_SECRET, SIGN, TEMPLATE, api_post, csrf_token, form_token
+
+
+@pytest.fixture
+def example(tmp_path: Any) -> Any:
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "example-test-key",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/example.db",
+            "ALISMS_SENDER": "memory",
+        }
+    )
+    yield app
+    with app.app_context():
+        from example_app import db
+
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_visitor_registers_by_phone_with_the_development_sender(example: Any) -> None:
+    client = example.test_client()
+    assert "Register by phone" in client.get("/").get_data(as_text=True)
+    assert api_post(client, "send-code", {"phone": "+8613800138000"}).status_code == 200
+    code = example.extensions["alisms"].sender.last_param("13800138000")
+    response = api_post(
+        client,
+        "register",
+        {"phone": "+8613800138000", "code": code, "password": "visitor pass 1"},
+    )
+    assert response.status_code == 201
+    assert "+8613800138000" in client.get("/").get_data(as_text=True)
+
+
+def test_admin_created_by_cli_reaches_the_panel(example: Any) -> None:
+    runner = example.test_cli_runner()
+    result = runner.invoke(args=["create-admin", "+8613900139000", "--password", "admin pass 1"])
+    assert result.exit_code == 0, result.output
+    client = example.test_client()
+    assert client.get("/alisms/admin/").status_code == 403
+    token = form_token(client.get("/login").get_data(as_text=True))
+    signed_in = client.post(
+        "/login",
+        data={"csrf_token": token, "phone": "13900139000", "password": "admin pass 1"},
+    )
+    assert signed_in.status_code == 302
+    assert client.get("/alisms/admin/").status_code == 200
+    token = csrf_token(client)
+    client.post("/logout", data={"csrf_token": token})
+    assert client.get("/alisms/admin/").status_code == 403
+
+
+def test_environment_points_the_example_at_an_emulator(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, emulator: DysmsapiEmulator
+) -> None:
+    monkeypatch.setenv("FLASK_ALISMS_ENDPOINT", emulator.endpoint)
+    monkeypatch.setenv("FLASK_ALISMS_SENDER", "auto")
+    monkeypatch.setenv("FLASK_SQLALCHEMY_DATABASE_URI", f"sqlite:///{tmp_path}/env.db")
+    app = create_app({"TESTING": True, "SECRET_KEY": "k"})
+    with app.app_context():
+        app.extensions["alisms"].params.update(
+            {
+                "aliyun.sms.sign_name": SIGN,
+                "aliyun.sms.sms_code_template_code": TEMPLATE,
+                "aliyun.sms.access_key_id": KEY_ID,
+                "aliyun.sms.access_key_secret": KEY_SECRET,
+            },
+            actor="test",
+        )
+    client = app.test_client()
+    assert api_post(client, "send-code", {"phone": "+8613800138000"}).status_code == 200
+    assert emulator.last_param("13800138000").isdigit()

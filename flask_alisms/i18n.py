@@ -10,7 +10,7 @@ flashing plain English.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any
 
 from flask import Blueprint, Response, current_app, has_app_context, has_request_context, request
 
@@ -89,7 +89,9 @@ ZH: dict[str, str] = {
     "Sending codes is paused for a moment. Please try again shortly.": (
         "验证码发送暂时暂停，请稍后再试。"
     ),
-    "We could not send the SMS right now. Please try again later.": "暂时无法发送短信，请稍后再试。",
+    "We could not send the SMS right now. Please try again later.": (
+        "暂时无法发送短信，请稍后再试。"
+    ),
     "Too many codes were requested for this number. Please try again later.": (
         "此号码请求验证码过于频繁，请稍后再试。"
     ),
@@ -100,7 +102,9 @@ ZH: dict[str, str] = {
     "Nothing changed.": "没有任何修改。",
     "Enter a password.": "请输入密码。",
     "Mix letters with digits or symbols.": "密码须包含字母以及数字或符号。",
-    "Too many attempts for this number. Please try again later.": "此号码尝试次数过多，请稍后再试。",
+    "Too many attempts for this number. Please try again later.": (
+        "此号码尝试次数过多，请稍后再试。"
+    ),
     "The code is wrong or has expired. Request a new code if needed.": (
         "验证码错误或已过期，如有需要请重新获取。"
     ),
@@ -157,7 +161,9 @@ ZH: dict[str, str] = {
     "Done:": "已完成：",
     "Missing:": "未完成：",
     "Nothing was saved: correct the fields marked below.": "未保存任何内容：请修改下方标出的字段。",
-    "Shown in part; type the whole ID to replace it.": "此处只显示部分内容；如需更换，请输入完整的 ID。",
+    "Shown in part; type the whole ID to replace it.": (
+        "此处只显示部分内容；如需更换，请输入完整的 ID。"
+    ),
     "Stored; type a new secret to replace it": "已保存；输入新的 Secret 即可替换",
     "Paste the secret here": "在此粘贴 Secret",
     "Set": "已设置",
@@ -270,6 +276,9 @@ ZH: dict[str, str] = {
     "must be text": "必须是文本",
     "must be one line without control characters": "必须是单行文本，不能包含控制字符",
     "has the wrong format": "格式不正确",
+    "unknown parameter; `flask alisms params show` lists them": (
+        "未知参数；`flask alisms params show` 会列出所有参数"
+    ),
     "is fixed by ALISMS_PARAMS in the app config; change it there": (
         "已由应用配置中的 ALISMS_PARAMS 固定，请在那里修改"
     ),
@@ -285,7 +294,8 @@ ZH: dict[str, str] = {
     "The message was not sent": "短信未发送",
     "Check the phone: the SMS should arrive within a minute. If it does not, look up the "
     "BizId in the SMS console's delivery reports.": (
-        "请查看手机：短信通常在一分钟内送达。如未收到，可在短信控制台的发送记录中按 BizId 查询回执。"
+        "请查看手机：短信通常在一分钟内送达。"
+        "如未收到，可在短信控制台的发送记录中按 BizId 查询回执。"
     ),
     "Problem:": "问题类别：",
     "What to do:": "处理方法：",
@@ -454,6 +464,5 @@ def install(bp: Blueprint) -> None:
     Registered for the blueprint's own requests only, so that a host's own ``_`` (Flask-Babel,
     for instance) keeps working in the host's templates.
     """
-    register: Callable[[Callable[[], dict[str, Any]]], Any] = bp.context_processor
-    register(_template_globals)
+    bp.context_processor(_template_globals)
     bp.after_request(_vary_on_language)

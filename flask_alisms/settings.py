@@ -419,7 +419,10 @@ class ParameterStore:
 
     def _load(self) -> _Snapshot:
         model = self._models.Parameter
-        stored = dict(self._db.session.execute(sa.select(model.key, model.value)).all())
+        # Its own short connection: the host's session may hold a transaction whose snapshot
+        # (REPEATABLE READ on MariaDB) would hide another process's change.
+        with self._db.engine.connect() as connection:
+            stored = dict(connection.execute(sa.select(model.key, model.value)).all())
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for key, param in PARAMETERS.items():

@@ -409,3 +409,17 @@ def test_status_endpoint_for_spas(ready_host: Host) -> None:
         "resend_interval": 60,
         "country_codes": [86],
     }
+
+
+def test_the_app_reuses_one_connection_across_requests(
+    ready_host: Host, emulator: DysmsapiEmulator
+) -> None:
+    ready_host.set_params(limits__ip_per_hour="1000")
+    client = ready_host.client()
+    token = csrf_token(client)
+    for n in range(100):
+        phone = f"+86138002{n:05d}"
+        response = api_post(client, "send-code", {"phone": phone}, token=token)
+        assert response.status_code == 200, response.get_json()
+    assert len(emulator.messages) == 100
+    assert emulator.connections_opened == 1

@@ -656,9 +656,9 @@ def test_https_endpoint_really_uses_tls(dysmsapi_emulator: DysmsapiEmulator) -> 
 def test_one_connection_for_many_sends(
     sender: AliyunSender, dysmsapi_emulator: DysmsapiEmulator
 ) -> None:
-    for i in range(50):
+    for i in range(100):
         assert sender.send(message(phone=f"138001{i:05d}"), GOOD).ok
-    assert len(dysmsapi_emulator.messages) == 50
+    assert len(dysmsapi_emulator.messages) == 100
     assert dysmsapi_emulator.connections_opened == 1
     assert sender.cached_clients == 1
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from blinker import NamedSignal
 from flask import current_app, session
 
 from . import signals
@@ -73,9 +74,15 @@ def _verify(phone: Phone, purpose: str, code: object, password: object) -> None:
         )
 
 
-def _login(user: Any) -> None:
+def _signed_in(user: Any, phone: Phone, purpose: str, signal: NamedSignal) -> AccountResult:
+    """Log the user in on a fresh session (no fixation) and announce it."""
+    users = get_state().users
+    user_id = users.get_id(user)
     session.clear()
-    get_state().users.login(user)
+    users.login(user)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    signal.send(app, phone=phone.e164, purpose=purpose, user_id=user_id)
+    return AccountResult(user, user_id)
 
 
 def register(
@@ -98,11 +105,7 @@ def register(
         raise AccountError(
             "registration_failed", "Your account could not be created. Please try again."
         ) from None
-    user_id = users.get_id(user)
-    _login(user)
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    signals.user_registered.send(app, phone=phone.e164, purpose="register", user_id=user_id)
-    return AccountResult(user, user_id)
+    return _signed_in(user, phone, "register", signals.user_registered)
 
 
 def reset_password(phone: Phone, code: object, password: str) -> AccountResult:
@@ -125,8 +128,4 @@ def reset_password(phone: Phone, code: object, password: str) -> AccountResult:
         raise AccountError(
             "reset_failed", "Your password could not be changed. Please try again."
         ) from None
-    user_id = users.get_id(user)
-    _login(user)
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    signals.password_reset.send(app, phone=phone.e164, purpose="reset", user_id=user_id)
-    return AccountResult(user, user_id)
+    return _signed_in(user, phone, "reset", signals.password_reset)

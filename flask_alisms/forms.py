@@ -141,7 +141,12 @@ def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
 
     for row in rows:
         param, name = row.parameter, row.parameter.key.replace(".", "__")
-        render_kw = {"disabled": True} if row.locked else {}
+        if row.locked:
+            # Fixed by ALISMS_PARAMS: shown, never posted back (browsers skip disabled fields),
+            # never validated and ignored by changes_from().
+            setattr(ParametersForm, name, StringField(param.label, render_kw={"disabled": True}))
+            continue
+        render_kw: dict[str, Any] = {}
         if param.secret:
             field: Any = PasswordField(
                 param.label,

@@ -166,6 +166,7 @@ ZH: dict[str, str] = {
     ),
     "Stored; type a new secret to replace it": "已保存；输入新的 Secret 即可替换",
     "Paste the secret here": "在此粘贴 Secret",
+    "Fixed by the app config": "已在应用配置中固定",
     "Set": "已设置",
     "Not set": "未设置",
     "Required": "必填",
@@ -408,6 +409,7 @@ def current_language() -> str:
 
 
 def _from_patterns(text: str) -> str | None:
+    """Chinese for a message with a run-time part, or None when no pattern knows it."""
     for pattern, template in PATTERNS:
         match = pattern.fullmatch(text)
         if match is not None:

@@ -133,6 +133,25 @@ def _phone_from(data: dict[str, Any]) -> Phone | Response:
         return api_error(400, exc.reason, exc.message)
 
 
+def _api_input() -> tuple[dict[str, Any], Phone] | Response:
+    """The checks every API POST starts with: a JSON object, the CSRF header, a valid phone."""
+    data = _json_body()
+    if isinstance(data, Response):
+        return data
+    error = _csrf_or_error()
+    if error is not None:
+        return error
+    phone = _phone_from(data)
+    if isinstance(phone, Response):
+        return phone
+    return data, phone
+
+
+def _gate_closed(exc: GateClosed) -> Response:
+    status = 403 if exc.reason == "registration_disabled" else 503
+    return api_error(status, exc.reason, GATE_MESSAGES[exc.reason])
+
+
 def _purpose_from(data: dict[str, Any]) -> str | Response:
     purpose = data.get("purpose", "register")
     if purpose not in verification.PURPOSES:
@@ -216,23 +235,17 @@ def create_blueprint(app: Flask) -> Blueprint:
 
     @bp.post("/api/send-code")
     def api_send_code() -> Response:
-        data = _json_body()
-        if isinstance(data, Response):
-            return data
-        error = _csrf_or_error()
-        if error is not None:
-            return error
+        checked = _api_input()
+        if isinstance(checked, Response):
+            return checked
+        data, phone = checked
         purpose = _purpose_from(data)
         if isinstance(purpose, Response):
             return purpose
-        phone = _phone_from(data)
-        if isinstance(phone, Response):
-            return phone
         try:
             outcome = verification.request_code(phone, purpose, _client_ip())
         except GateClosed as exc:
-            status = 403 if exc.reason == "registration_disabled" else 503
-            return api_error(status, exc.reason, GATE_MESSAGES[exc.reason])
+            return _gate_closed(exc)
         if outcome.refusal is not None:
             return _throttled(
                 outcome.refusal.retry_after,
@@ -243,15 +256,10 @@ def create_blueprint(app: Flask) -> Blueprint:
         return jsonify({"sent": True, "resend_after": outcome.resend_after})
 
     def _account_api(purpose: str) -> Response:
-        data = _json_body()
-        if isinstance(data, Response):
-            return data
-        error = _csrf_or_error()
-        if error is not None:
-            return error
-        phone = _phone_from(data)
-        if isinstance(phone, Response):
-            return phone
+        checked = _api_input()
+        if isinstance(checked, Response):
+            return checked
+        data, phone = checked
         password = data.get("password")
         if not isinstance(password, str):
             return api_error(422, "weak_password", "Enter a password.")
@@ -264,8 +272,7 @@ def create_blueprint(app: Flask) -> Blueprint:
             else:
                 result = accounts.reset_password(phone, data.get("code"), password)
         except GateClosed as exc:
-            status = 403 if exc.reason == "registration_disabled" else 503
-            return api_error(status, exc.reason, GATE_MESSAGES[exc.reason])
+            return _gate_closed(exc)
         except AccountError as exc:
             if exc.refusal is not None:
                 return _throttled(exc.refusal.retry_after, exc.message)
@@ -328,6 +335,16 @@ def _extra_field_names(form_class: type) -> list[str]:
     return names
 
 
+def _phone_part_valid(form: Any) -> bool:
+    """ "Send code" needs only the token and the phone, not the host's other sign-up fields."""
+    checks = [
+        form.csrf_token.validate(form) if hasattr(form, "csrf_token") else True,
+        form.country_code.validate(form),
+        form.phone.validate(form, [type(form).validate_phone]),
+    ]
+    return all(checks)
+
+
 def _account_page(purpose: str, form: Any, template: str, redirect_to: str) -> Any:
     """One page for both flows: "Send code" posts the same form, so it works without JS."""
     state = get_state()
@@ -339,9 +356,11 @@ def _account_page(purpose: str, form: Any, template: str, redirect_to: str) -> A
         gate_message = GATE_MESSAGES[exc.reason]
     resend_after = 0
     status = 200
-    if request.method == "POST" and gate_message is None and form.validate_on_submit():
+    sending = request.method == "POST" and bool(form.send.data)
+    valid = _phone_part_valid(form) if sending else form.validate_on_submit()
+    if request.method == "POST" and gate_message is None and valid:
         phone = form.parsed_phone
-        if form.send.data:
+        if sending:
             outcome = verification.request_code(phone, purpose, _client_ip())
             if outcome.refusal is not None:
                 resend_after = outcome.refusal.retry_after

@@ -213,3 +213,28 @@ def test_cli_purge_removes_old_rows(ready_host: Host, emulator: DysmsapiEmulator
     assert runner.invoke(args=["alisms", "purge", "--older-than", "30d"]).exit_code == 0
     assert ready_host.count(log) == 0
     assert runner.invoke(args=["alisms", "purge", "--older-than", "soon"]).exit_code != 0
+
+
+def test_send_code_does_not_demand_the_hosts_other_fields(
+    make_host: Any, emulator: DysmsapiEmulator
+) -> None:
+    from wtforms import StringField
+    from wtforms.validators import InputRequired
+
+    from flask_alisms.forms import RegisterForm
+
+    class StrictForm(RegisterForm):
+        nickname = StringField("Nickname", validators=[InputRequired()])
+
+    host = make_host(alisms_options={"register_form": StrictForm})
+    host.configure_sms()
+    client = host.client()
+    sent = _post(client, REGISTER, phone="13800138000", send="Send code")
+    assert sent.status_code == 200
+    assert len(emulator.messages) == 1
+    code = emulator.last_param("13800138000")
+    missing = _post(
+        client, REGISTER, phone="13800138000", code=code, password="good pass 1", submit="Register"
+    )
+    assert missing.status_code == 400
+    assert host.count(host.User) == 0

@@ -323,3 +323,14 @@ def test_logs_never_contain_the_secret_when_set_via_cli(host: Host, caplog: Any)
     runner.invoke(args=["alisms", "params", "set", "aliyun.sms.access_key_secret", KEY_SECRET])
     assert caplog.records
     assert all(KEY_SECRET not in r.getMessage() for r in caplog.records)
+
+
+def test_panel_saves_while_a_switch_is_fixed_by_config(make_host: Any) -> None:
+    host = make_host(ALISMS_PARAMS={"server.allow_user_register": True, "sms.code_ttl": 120})
+    client = host.client(admin="root")
+    data = _panel_form(client.get(PANEL).get_data(as_text=True), **{"aliyun.sms.sign_name": SIGN})
+    data.pop("server__allow_user_register", None)  # disabled: a browser does not post it
+    data.pop("sms__code_ttl", None)
+    response = client.post(PANEL, data=data)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert _stored(host) == {"aliyun.sms.sign_name": SIGN}

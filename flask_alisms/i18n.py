@@ -210,11 +210,6 @@ ZH: dict[str, str] = {
     "The template's variable that receives the code, without ${}: usually code.": (
         "模板中接收验证码的变量名，不含 ${}：通常是 code。"
     ),
-    "Notice template": "通知模板",
-    "Optional template sent instead of a code when someone tries to register a number that "
-    "already has an account (it has no variables).": (
-        "可选。有人用已注册的号码注册时，改为发送此模板而不是验证码（该模板不含变量）。"
-    ),
     "AccessKey ID": "AccessKey ID",
     "A RAM user's AccessKey ID; the user needs the AliyunDysmsFullAccess policy.": (
         "RAM 用户的 AccessKey ID；该用户需要 AliyunDysmsFullAccess 权限策略。"

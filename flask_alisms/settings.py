@@ -193,17 +193,6 @@ PARAMETERS: dict[str, Parameter] = {
             pattern_hint="must be a variable name such as code",
         ),
         Parameter(
-            "aliyun.sms.notice_template_code",
-            "str",
-            "",
-            "template",
-            "Notice template",
-            "Optional template sent instead of a code when someone tries to register a number "
-            "that already has an account (it has no variables).",
-            pattern=r"SMS_\d{3,20}",
-            pattern_hint="must look like SMS_154950909",
-        ),
-        Parameter(
             ACCESS_KEY_ID,
             "str",
             "",

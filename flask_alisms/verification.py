@@ -63,7 +63,13 @@ def check_gate(purpose: str, state: AliSMSState | None = None) -> None:
 
 
 def _record(
-    state: AliSMSState, phone: Phone, purpose: str, result: SendResult, sender: str
+    state: AliSMSState,
+    phone: Phone,
+    purpose: str,
+    result: SendResult,
+    sender: str,
+    *,
+    category: str | None = None,
 ) -> None:
     log = state.models.SendLog
     session = state.db.session
@@ -74,7 +80,7 @@ def _record(
                 purpose=purpose,
                 sender=sender,
                 ok=result.ok,
-                category="sent" if result.ok else result.category.value,
+                category=category or ("sent" if result.ok else result.category.value),
                 code=result.code[:100],
                 message=(result.message or "")[:500],
                 request_id=result.request_id,
@@ -95,7 +101,20 @@ def _skip_like_a_send(state: AliSMSState, phone: Phone, purpose: str, code_lengt
     Used where telling "this number has an account" apart from "it has none" would let anyone
     enumerate users: the caller answers exactly as for a real send.
     """
+    started = time.perf_counter()
     time.sleep(state.typical_send_seconds * random.uniform(0.85, 1.15))  # noqa: S311
+    reason = "has an account" if purpose == "register" else "has no account"
+    skipped = SendResult(
+        ok=False,
+        code="SKIPPED",
+        message=f"No SMS sent: the number {reason}; the user was answered as if sent.",
+        http_status=None,
+        request_id=None,
+        biz_id=None,
+        duration_ms=(time.perf_counter() - started) * 1000.0,
+        advice=None,
+    )
+    _record(state, phone, purpose, skipped, "none", category="skipped")
     # An unknowable code keeps the store's write pattern identical; nobody can use it.
     digest = state.keyring.code_digest(phone.e164, purpose, generate_code(code_length) + "x")
     state.codes.save(phone.e164, purpose, digest, ttl=state.params.get("sms.code_ttl"), attempts=1)

@@ -290,6 +290,10 @@ def test_registered_number_gets_no_code_and_same_answer(
     assert response.status_code == 200
     assert response.get_json() == {"sent": True, "resend_after": 60}
     assert len(emulator.messages) == sent_before  # no SMS to a registered number
+    log = ready_host.models.SendLog
+    assert ready_host.query(sa.select(log.category, log.code).order_by(log.id.desc()).limit(1)) == [
+        ("skipped", "SKIPPED")
+    ]
     fresh = _send(other, OTHER_PHONE)
     assert fresh.get_json() == response.get_json()
 

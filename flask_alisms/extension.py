@@ -130,6 +130,12 @@ class AliSMS:
             user_adapter=self.user_adapter,
         )
 
+        if self.user_adapter is None:
+            logger.warning(
+                "AliSMS has no user_adapter: phone registration and reset stay closed. Pass "
+                "AliSMS(user_adapter=SQLAlchemyUserAdapter(db, User)) to open them."
+            )
+
         from .cli import alisms_cli
         from .views import create_blueprint
 

@@ -190,6 +190,10 @@ ZH: dict[str, str] = {
     "Set it to true once every Aliyun parameter is filled in.": "填好所有阿里云参数后设为 true。",
     "Registration allowed": "允许注册",
     "Mobile registration switch": "手机号注册开关",
+    "User adapter": "用户适配器",
+    "The site passes AliSMS(user_adapter=...) so users can be found and created.": (
+        "网站需传入 AliSMS(user_adapter=...)，以便查找和创建用户。"
+    ),
     # -- admin: parameter groups, labels and help (settings.py)
     "Signature": "签名",
     "Template": "模板",

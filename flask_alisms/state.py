@@ -72,9 +72,8 @@ class AliSMSState:
     def mobile_registration_open(self) -> bool:
         """The guide's switches both on, and a sender able to send."""
         params = self.params
-        return bool(params.get(ALLOW_REGISTER) and params.get(ENABLE_MOBILE_REGISTER)) and (
-            self.sms_ready()
-        )
+        switches = bool(params.get(ALLOW_REGISTER) and params.get(ENABLE_MOBILE_REGISTER))
+        return switches and self.user_adapter is not None and self.sms_ready()
 
     def note_send_time(self, seconds: float) -> None:
         with self._lock:

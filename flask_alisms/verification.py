@@ -54,9 +54,11 @@ def check_gate(purpose: str, state: AliSMSState | None = None) -> None:
     """Raise :class:`GateClosed` when the switches do not allow ``purpose`` right now."""
     state = state or get_state()
     params = state.params
-    if purpose == "register" and not (
-        params.get(ALLOW_REGISTER) and params.get(ENABLE_MOBILE_REGISTER)
+    if state.user_adapter is None or (
+        purpose == "register"
+        and not (params.get(ALLOW_REGISTER) and params.get(ENABLE_MOBILE_REGISTER))
     ):
+        # Without a user adapter there is nobody to register or reset: closed, not a crash.
         raise GateClosed("registration_disabled")
     if not state.sms_ready():
         raise GateClosed("sms_not_configured")

@@ -448,6 +448,13 @@ def _checklist(state: AliSMSState) -> list[dict[str, Any]]:
             "help": "Set it to true once every Aliyun parameter is filled in.",
         }
     )
+    items.append(
+        {
+            "label": "User adapter",
+            "ok": state.user_adapter is not None,
+            "help": "The site passes AliSMS(user_adapter=...) so users can be found and created.",
+        }
+    )
     return items
 
 

@@ -427,3 +427,20 @@ def test_the_app_reuses_one_connection_across_requests(
         assert response.status_code == 200, response.get_json()
     assert len(emulator.messages) == 100
     assert emulator.connections_opened == 1
+
+
+def test_without_a_user_adapter_registration_is_closed_not_broken(
+    make_host: Any, emulator: DysmsapiEmulator
+) -> None:
+    host = make_host(alisms_options={"user_adapter": None})
+    host.configure_sms()
+    client = host.client()
+    response = _send(client)
+    assert response.status_code == 403
+    assert response.get_json()["error"] == "registration_disabled"
+    reset = api_post(
+        client, "reset-password", {"phone": PHONE, "code": "123456", "password": PASSWORD}
+    )
+    assert reset.status_code == 403
+    assert emulator.messages == []
+    assert client.get("/alisms/api/status").get_json()["mobile_registration_open"] is False

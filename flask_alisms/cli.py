@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import re
+from typing import Any
 
 import click
 import sqlalchemy as sa
@@ -165,7 +166,8 @@ def purge(older_than: str) -> None:
     log = state.models.SendLog
     session = state.db.session
     try:
-        deleted = session.execute(sa.delete(log).where(log.created_at < cutoff)).rowcount
+        outcome: Any = session.execute(sa.delete(log).where(log.created_at < cutoff))
+        deleted = outcome.rowcount
         session.commit()
     except Exception:
         session.rollback()

@@ -99,8 +99,8 @@ def validate(config: Config) -> None:
         _positive_number(config, key)
     _positive_number(config, "ALISMS_PARAMS_CACHE_SECONDS", allow_zero=True)
 
-    key = config["ALISMS_ENCRYPTION_KEY"] or config.get("SECRET_KEY")
-    if not key:
+    material = config["ALISMS_ENCRYPTION_KEY"] or config.get("SECRET_KEY")
+    if not material:
         raise ConfigurationError(
             "flask-alisms needs key material to encrypt the AccessKey secret: set "
             "ALISMS_ENCRYPTION_KEY (or SECRET_KEY) to a long random string."

@@ -51,14 +51,14 @@ class PhoneMixin:
     parsed_phone: Phone | None = None
 
     def prepare_countries(self) -> None:
-        self.country_code.choices = country_choices()  # type: ignore[attr-defined]
+        self.country_code.choices = country_choices()
 
     def validate_phone(self, field: Field) -> None:
         try:
             self.parsed_phone = parse_phone(
                 field.data,
                 get_state().params.get("phone.allowed_country_codes"),
-                country_code=self.country_code.data,  # type: ignore[attr-defined]
+                country_code=self.country_code.data,
             )
         except InvalidPhone as exc:
             raise ValidationError(exc.message) from None

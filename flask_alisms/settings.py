@@ -411,7 +411,9 @@ class ParameterStore:
         # Its own short connection: the host's session may hold a transaction whose snapshot
         # (REPEATABLE READ on MariaDB) would hide another process's change.
         with self._db.engine.connect() as connection:
-            stored = dict(connection.execute(sa.select(model.key, model.value)).all())
+            stored: dict[str, str] = dict(
+                connection.execute(sa.select(model.key, model.value)).all()
+            )
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for key, param in PARAMETERS.items():

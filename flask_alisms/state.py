@@ -84,7 +84,7 @@ def get_state(app: Any = None) -> AliSMSState:
     """The state of ``app`` (default: the current app); a clear error if AliSMS is not set up."""
     target = app if app is not None else current_app
     try:
-        return target.extensions["alisms"]  # type: ignore[no-any-return]
+        return target.extensions["alisms"]
     except KeyError:
         raise RuntimeError(
             "flask-alisms is not initialised on this app: call AliSMS(app, db=db) or "

@@ -16,7 +16,7 @@ from flask import current_app
 
 from . import signals
 from .codes import Verdict, generate_code
-from .errors import AliSMSError
+from .errors import AliSMSError, Category
 from .limits import Refusal
 from .phones import Phone
 from .sender import SendResult, SmsMessage
@@ -82,7 +82,8 @@ def _record(
                 purpose=purpose,
                 sender=sender,
                 ok=result.ok,
-                category=category or ("sent" if result.ok else result.category.value),
+                category=category
+                or ("sent" if result.ok else (result.category or Category.UNKNOWN).value),
                 code=result.code[:100],
                 message=(result.message or "")[:500],
                 request_id=result.request_id,

@@ -9,6 +9,7 @@ conventions: ``instance/config.py`` if present, then ``FLASK_*`` environment var
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         },
     )
     app.config.from_pyfile("config.py", silent=True)
+    # The conventional variables of hosting platforms, then FLASK_* ones (which win).
+    if os.environ.get("DATABASE_URL"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    if os.environ.get("REDIS_URL"):
+        app.config["ALISMS_LIMITER_STORAGE_URI"] = os.environ["REDIS_URL"]
     app.config.from_prefixed_env()
     if test_config:
         app.config.update(test_config)

@@ -82,3 +82,20 @@ def test_environment_points_the_example_at_an_emulator(
     client = app.test_client()
     assert api_post(client, "send-code", {"phone": "+8613800138000"}).status_code == 200
     assert emulator.last_param("13800138000").isdigit()
+
+
+def test_database_url_and_flask_prefixed_variables(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/from-database-url.db")
+    monkeypatch.setenv("FLASK_ALISMS_READ_TIMEOUT", "2.5")
+    app = create_app({"TESTING": True, "SECRET_KEY": "k"})
+    assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("from-database-url.db")
+    assert app.config["ALISMS_READ_TIMEOUT"] == 2.5
+    assert (tmp_path / "from-database-url.db").exists()
+    monkeypatch.setenv("FLASK_SQLALCHEMY_DATABASE_URI", f"sqlite:///{tmp_path}/flask.db")
+    assert (
+        create_app({"TESTING": True, "SECRET_KEY": "k"})
+        .config["SQLALCHEMY_DATABASE_URI"]
+        .endswith("flask.db")
+    )

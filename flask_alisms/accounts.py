@@ -53,6 +53,10 @@ def password_problem(password: object) -> str | None:
         return f"Use at most {high} characters."
     if password.isdigit() or password.isalpha():
         return "Mix letters with digits or symbols."
+    if any(ch < " " or ch == "\x7f" or "\ud800" <= ch <= "\udfff" for ch in password):
+        # Control characters and lone surrogates (possible in JSON): a hasher may truncate at
+        # a NUL or fail to encode, and that must not happen after the code was spent.
+        return "Use letters, digits, spaces and symbols only."
     extra = get_state().extension.password_validator
     return extra(password) if extra is not None else None
 
@@ -99,11 +103,14 @@ def register(
         user = users.create_user(
             phone.e164, state.extension.hash_password(password), dict(fields or {})
         )
-    except Exception:
+    except Exception as exc:
         state.db.session.rollback()
-        logger.exception("The host's create_user failed for %s", phone.masked)
+        # Only the exception's type: a database error's text carries the SQL parameters,
+        # here the password hash.
+        logger.error("The host's create_user failed for %s: %s", phone.masked, type(exc).__name__)
         raise AccountError(
-            "registration_failed", "Your account could not be created. Please try again."
+            "registration_failed",
+            "Your account could not be created. Please request a new code and try again.",
         ) from None
     return _signed_in(user, phone, "register", signals.user_registered)
 
@@ -122,10 +129,11 @@ def reset_password(phone: Phone, code: object, password: str) -> AccountResult:
         )
     try:
         users.set_password(user, state.extension.hash_password(password))
-    except Exception:
+    except Exception as exc:
         state.db.session.rollback()
-        logger.exception("The host's set_password failed for %s", phone.masked)
+        logger.error("The host's set_password failed for %s: %s", phone.masked, type(exc).__name__)
         raise AccountError(
-            "reset_failed", "Your password could not be changed. Please try again."
+            "reset_failed",
+            "Your password could not be changed. Please request a new code and try again.",
         ) from None
     return _signed_in(user, phone, "reset", signals.password_reset)

@@ -145,7 +145,8 @@ def rotate_key() -> None:
     click.echo(f"Re-encrypted {count} secret value(s) with the current key.")
 
 
-_AGE = re.compile(r"^(\d{1,5})([dh])$")
+# ASCII digits only (\d takes "٣٠") and nothing after (re "$" would allow a final "\n").
+_AGE = re.compile(r"([0-9]{1,5})([dh])")
 
 
 @alisms_cli.command("purge")
@@ -155,10 +156,11 @@ _AGE = re.compile(r"^(\d{1,5})([dh])$")
 @with_appcontext
 def purge(older_than: str) -> None:
     """Delete send-log rows and dead codes older than the given age."""
-    match = _AGE.match(older_than)
-    if not match:
+    match = _AGE.fullmatch(older_than)
+    if not match or int(match.group(1)) == 0:  # "0d" would empty the whole log
         raise click.BadParameter(
-            "use a number of days or hours, e.g. 30d or 12h", param_hint="--older-than"
+            "use a whole number of days or hours from 1, e.g. 30d or 12h",
+            param_hint="--older-than",
         )
     amount, unit = int(match.group(1)), match.group(2)
     cutoff = utcnow() - (dt.timedelta(days=amount) if unit == "d" else dt.timedelta(hours=amount))

@@ -101,7 +101,9 @@ class TestSmsForm(PhoneMixin, FlaskForm):
 class LogFilterForm(Form):
     """Filters for the send log (GET, no state change, so no CSRF)."""
 
-    category = SelectField("Outcome", choices=[], validators=[Optional()], validate_choice=False)
+    # The view fills in the choices; only those reach the query (not, e.g., a NUL PostgreSQL
+    # refuses). Optional() lets "" (any) through.
+    category = SelectField("Outcome", choices=[], validators=[Optional()])
     purpose = SelectField(
         "Purpose",
         choices=choices(

@@ -102,6 +102,8 @@ ZH: dict[str, str] = {
     "Nothing changed.": "没有任何修改。",
     "Enter a password.": "请输入密码。",
     "Mix letters with digits or symbols.": "密码须包含字母以及数字或符号。",
+    "Use letters, digits, spaces and symbols only.": "密码只能包含字母、数字、空格和符号。",
+    "Remove the invalid characters.": "请删除无效字符。",
     "Too many attempts for this number. Please try again later.": (
         "此号码尝试次数过多，请稍后再试。"
     ),
@@ -109,8 +111,12 @@ ZH: dict[str, str] = {
         "验证码错误或已过期，如有需要请重新获取。"
     ),
     "This number already has an account. Sign in instead.": "此号码已注册，请直接登录。",
-    "Your account could not be created. Please try again.": "账号创建失败，请重试。",
-    "Your password could not be changed. Please try again.": "密码修改失败，请重试。",
+    "Your account could not be created. Please request a new code and try again.": (
+        "账号创建失败，请重新获取验证码后再试。"
+    ),
+    "Your password could not be changed. Please request a new code and try again.": (
+        "密码修改失败，请重新获取验证码后再试。"
+    ),
     "Enter a mobile phone number.": "请输入手机号。",
     "That phone number is too long.": "手机号太长。",
     "Choose a country code from the list.": "请从列表中选择国家/地区代码。",

@@ -68,6 +68,9 @@ def parse_phone(
             raise InvalidPhone("invalid_phone", "Choose a country code from the list.") from None
     region = phonenumbers.region_code_for_country_code(calling_code)
     cleaned = text.strip()
+    if any(ch < " " or ch == "\x7f" for ch in cleaned):
+        # phonenumbers skips leading junk, but nobody types a NUL or a control character.
+        raise InvalidPhone("invalid_phone", "That is not a valid phone number.")
     if cleaned.startswith("00"):
         cleaned = "+" + cleaned[2:]
     try:

@@ -65,7 +65,9 @@ def _parse_country_codes(value: object) -> tuple[int, ...]:
     codes: list[int] = []
     for item in items:
         text = str(item).strip().lstrip("+")
-        if not text.isdigit() or int(text) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+        # isascii: "²" is a digit to str.isdigit() but not to int().
+        digits = text.isascii() and text.isdigit()
+        if not digits or int(text) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
             raise ValueError(f"{item!s} is not a country calling code (86 is mainland China)")
         if int(text) not in codes:
             codes.append(int(text))

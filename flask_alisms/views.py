@@ -6,7 +6,8 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import (
@@ -23,6 +24,7 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from wtforms import ValidationError
 
@@ -103,7 +105,10 @@ def _admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
 def _json_body() -> dict[str, Any] | Response:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         return api_error(413, "too_large", "The request body is too large.")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # "[[[[...": json gives up past the interpreter's recursion limit
+        data = None
     if not isinstance(data, dict):
         return api_error(400, "invalid_request", "Send a JSON object.")
     return data
@@ -168,7 +173,15 @@ def _send_failed_message(outcome: verification.SendOutcome) -> str:
 def _local_redirect_target(configured: str) -> str:
     """Honour ``?next=`` only for local paths, so the flow cannot be an open redirect."""
     target = request.args.get("next", "")
-    if target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
+    if (
+        target.startswith("/")
+        and not target.startswith(("//", "/\\"))
+        and "\\" not in target
+        # Browsers drop tabs and newlines inside URLs ("/\t/evil.com" is "//evil.com"), and a
+        # CR or LF cannot go into a Location header at all.
+        and target.isprintable()
+        and not urlsplit(target).netloc
+    ):
         return target
     return configured
 
@@ -216,6 +229,26 @@ def create_blueprint(app: Flask) -> Blueprint:
         return exc
 
     # -- JSON API -------------------------------------------------------------------------------
+
+    @bp.route("/api/", defaults={"rest": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @bp.route("/api/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def api_fallback(rest: str) -> Response:
+        """JSON, not Werkzeug's HTML, for an unknown API path or a known one's wrong method.
+
+        Routing errors happen before the blueprint is known, so its error handlers never see
+        them; this rule catches what the real API rules do not match.
+        """
+        allowed = sorted(
+            method
+            for rule in current_app.url_map.iter_rules()
+            if rule.rule == request.path and rule.endpoint != request.endpoint
+            for method in rule.methods or ()
+        )
+        if allowed:
+            response = api_error(405, "method_not_allowed", "This method is not allowed here.")
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
+        return api_error(404, "not_found", "There is no such API endpoint.")
 
     @bp.get("/api/csrf-token")
     def api_csrf_token() -> Response:
@@ -310,10 +343,16 @@ def _extra_fields(data: dict[str, Any]) -> dict[str, Any] | Response:
     if not names:
         return {}
     supplied = {name: data[name] for name in names if name in data}
+    formdata: MultiDict[str, str] = MultiDict()
     for name, value in supplied.items():
         if not isinstance(value, (str, int, float, bool)):
             return api_error(422, "invalid_field", f"{name} has the wrong type.", field=name)
-    form = form_class(formdata=None, data=supplied, meta={"csrf": False})
+        if isinstance(value, str) and not _storable(value):
+            return api_error(422, "invalid_field", f"{name} has invalid characters.", field=name)
+        # As a browser would post it, so that the host's validators (Optional, Length, ...)
+        # see raw input: with data= alone, Optional() ends the chain and Length never runs.
+        formdata[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    form = form_class(formdata=formdata, meta={"csrf": False})
     values = {}
     for name in names:
         field = form[name]
@@ -321,6 +360,15 @@ def _extra_fields(data: dict[str, Any]) -> dict[str, Any] | Response:
             return api_error(422, "invalid_field", f"{name}: {field.errors[0]}", field=name)
         values[name] = field.data
     return values
+
+
+def _storable(text: str) -> bool:
+    """Text every database takes: valid UTF-8 (no lone surrogate) and no NUL (PostgreSQL)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _extra_field_names(form_class: type) -> list[str]:
@@ -333,6 +381,16 @@ def _extra_field_names(form_class: type) -> list[str]:
         if getattr(value, "field_class", None) is not None:
             names.append(name)
     return names
+
+
+def _extras_storable(form: Any) -> bool:
+    """The host's extra fields must fit any database; checked before the code is spent."""
+    storable = True
+    for name, value in form.extra_data().items():
+        if isinstance(value, str) and not _storable(value):
+            form[name].errors = [*form[name].errors, "Remove the invalid characters."]
+            storable = False
+    return storable
 
 
 def _phone_part_valid(form: Any) -> bool:
@@ -356,8 +414,11 @@ def _account_page(purpose: str, form: Any, template: str, redirect_to: str) -> A
         gate_message = GATE_MESSAGES[exc.reason]
     resend_after = 0
     status = 200
+    headers: dict[str, str] = {}
     sending = request.method == "POST" and bool(form.send.data)
     valid = _phone_part_valid(form) if sending else form.validate_on_submit()
+    if valid and not sending and purpose == "register":
+        valid = _extras_storable(form)
     if request.method == "POST" and gate_message is None and valid:
         phone = form.parsed_phone
         if sending:
@@ -368,6 +429,7 @@ def _account_page(purpose: str, form: Any, template: str, redirect_to: str) -> A
                     f"Too many codes were requested. Try again in {resend_after} seconds.", "error"
                 )
                 status = 429
+                headers["Retry-After"] = str(resend_after)
             elif outcome.sent:
                 resend_after = outcome.resend_after
                 flash("We sent a code by SMS. It is valid for a few minutes.", "success")
@@ -394,6 +456,8 @@ def _account_page(purpose: str, form: Any, template: str, redirect_to: str) -> A
                     "phone_taken": 409,
                     "too_many_attempts": 429,
                 }.get(exc.reason, 503)
+                if exc.refusal is not None:
+                    headers["Retry-After"] = str(exc.refusal.retry_after)
     elif request.method == "POST" and gate_message is None:
         status = 400
     elif request.method == "POST":
@@ -405,7 +469,7 @@ def _account_page(purpose: str, form: Any, template: str, redirect_to: str) -> A
         resend_after=resend_after,
         code_length=state.params.get("sms.code_length"),
     )
-    return page, status
+    return page, status, headers
 
 
 def _add_user_views(bp: Blueprint, cfg: Any) -> None:
@@ -524,7 +588,7 @@ def _add_admin_views(bp: Blueprint) -> None:
                     form.phone.errors = [f"Fill in these parameters first: {missing}."]
                     status = 400
                 else:
-                    result = verification.send_test_message(form.parsed_phone)
+                    result = verification.send_test_message(cast(Phone, form.parsed_phone))
                     status = 200 if result.ok else 502
             else:
                 status = 400
@@ -577,7 +641,7 @@ def _summary(state: AliSMSState) -> list[dict[str, Any]]:
         ("Last 24 hours", dt.timedelta(days=1)),
         ("Last 7 days", dt.timedelta(days=7)),
     ):
-        counts = dict(
+        counts: dict[str, int] = dict(
             state.db.session.execute(
                 sa.select(log.category, sa.func.count())
                 .where(log.created_at >= now - delta)

@@ -8,7 +8,8 @@ session fixed by an attacker before registration is worth nothing after it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,19 @@ def _verify(phone: Phone, purpose: str, code: object, password: object) -> None:
         )
 
 
+@contextmanager
+def _host_step(what: str, phone: Phone, reason: str, message: str) -> Iterator[None]:
+    """Turn a failure in the host's user code into a clean AccountError, nothing half-saved."""
+    try:
+        yield
+    except Exception as exc:
+        get_state().db.session.rollback()
+        # Only the exception's type: a database error's text carries the SQL parameters,
+        # here the password hash.
+        logger.error("The host's %s failed for %s: %s", what, phone.masked, type(exc).__name__)
+        raise AccountError(reason, message) from None
+
+
 def _signed_in(user: Any, phone: Phone, purpose: str, signal: NamedSignal) -> AccountResult:
     """Log the user in on a fresh session (no fixation) and announce it."""
     users = get_state().users
@@ -99,19 +113,15 @@ def register(
     users = state.users
     if users.find_by_phone(phone.e164) is not None:
         raise AccountError("phone_taken", "This number already has an account. Sign in instead.")
-    try:
+    with _host_step(
+        "create_user",
+        phone,
+        "registration_failed",
+        "Your account could not be created. Please request a new code and try again.",
+    ):
         user = users.create_user(
             phone.e164, state.extension.hash_password(password), dict(fields or {})
         )
-    except Exception as exc:
-        state.db.session.rollback()
-        # Only the exception's type: a database error's text carries the SQL parameters,
-        # here the password hash.
-        logger.error("The host's create_user failed for %s: %s", phone.masked, type(exc).__name__)
-        raise AccountError(
-            "registration_failed",
-            "Your account could not be created. Please request a new code and try again.",
-        ) from None
     return _signed_in(user, phone, "register", signals.user_registered)
 
 
@@ -127,13 +137,11 @@ def reset_password(phone: Phone, code: object, password: str) -> AccountResult:
         raise AccountError(
             "invalid_code", "The code is wrong or has expired. Request a new code if needed."
         )
-    try:
+    with _host_step(
+        "set_password",
+        phone,
+        "reset_failed",
+        "Your password could not be changed. Please request a new code and try again.",
+    ):
         users.set_password(user, state.extension.hash_password(password))
-    except Exception as exc:
-        state.db.session.rollback()
-        logger.error("The host's set_password failed for %s: %s", phone.masked, type(exc).__name__)
-        raise AccountError(
-            "reset_failed",
-            "Your password could not be changed. Please request a new code and try again.",
-        ) from None
     return _signed_in(user, phone, "reset", signals.password_reset)

@@ -59,33 +59,34 @@ class DatabaseCodeStore(CodeStore):
         self._model = models.VerificationCode
 
     def save(self, phone: str, purpose: str, digest: str, *, ttl: int, attempts: int) -> None:
+        """Update the row in place, or insert it; portable across SQLite, PostgreSQL, MariaDB.
+
+        Two saves racing for a new phone both find no row to update; the loser's INSERT hits the
+        unique constraint and its UPDATE then succeeds, so a save never fails after an SMS went
+        out. The last save wins: only the most recent code is live.
+        """
         model, session = self._model, self._db.session
-        for attempt in range(2):
+        match = (model.phone == phone, model.purpose == purpose)
+        for _ in range(3):
+            now = utcnow()
+            fields = {
+                "digest": digest,
+                "created_at": now,
+                "expires_at": now + dt.timedelta(seconds=ttl),
+                "attempts_left": attempts,
+            }
             try:
-                session.execute(
-                    sa.delete(model).where(model.phone == phone, model.purpose == purpose)
-                )
-                now = utcnow()
-                session.add(
-                    model(
-                        phone=phone,
-                        purpose=purpose,
-                        digest=digest,
-                        created_at=now,
-                        expires_at=now + dt.timedelta(seconds=ttl),
-                        attempts_left=attempts,
-                    )
-                )
+                updated: Any = session.execute(sa.update(model).where(*match).values(**fields))
+                if updated.rowcount == 0:
+                    session.execute(sa.insert(model).values(phone=phone, purpose=purpose, **fields))
                 session.commit()
                 return
             except IntegrityError:
-                # Another process saved a code for this phone at the same instant.
-                session.rollback()
-                if attempt:
-                    raise
+                session.rollback()  # another process inserted this phone's row just now
             except Exception:
                 session.rollback()
                 raise
+        raise RuntimeError("could not store the code after three attempts")  # pragma: no cover
 
     def check(self, phone: str, purpose: str, digest: str) -> Verdict:
         model, session = self._model, self._db.session

@@ -2,8 +2,9 @@
 
 Limits are read from the parameter store on every check, so an admin's change applies at once.
 Each limit is hit atomically *after* the input was found valid and *before* anything is sent,
-so concurrent requests can never send more than allowed, and bad input spends no quota. The
-windows are moving (exact) where the storage supports it, so "one per 60 s" means that.
+so concurrent requests can never send more than allowed, and bad input spends no quota. A
+request refused by one limit spends none of the others. The windows are moving (exact) where
+the storage supports it, so "one per 60 s" means that.
 """
 
 from __future__ import annotations
@@ -66,12 +67,18 @@ class Throttle:
     def _apply(self, rules: Sequence[_Rule]) -> Refusal | None:
         if not self._limiter.enabled:
             return None  # RATELIMIT_ENABLED = False turns every Flask-Limiter limit off.
+        strategy = self.strategy
         try:
+            # First look without spending: a request that one rule refuses must not eat the
+            # others (twenty impatient resends to one number would lock the whole IP out).
             for rule in rules:
-                if not self.strategy.hit(rule.item, *rule.identifiers):
-                    stats = self.strategy.get_window_stats(rule.item, *rule.identifiers)
-                    wait = max(1, math.ceil(stats.reset_time - time.time()))
-                    return Refusal(rule.scope, wait)
+                if not strategy.test(rule.item, *rule.identifiers):
+                    return self._refusal(rule)
+            # Then spend; each hit is atomic in the storage, so concurrent requests that all
+            # passed the look still cannot get more than the limit through.
+            for rule in rules:
+                if not strategy.hit(rule.item, *rule.identifiers):
+                    return self._refusal(rule)
         except Exception as exc:  # any storage driver's connection error
             if self._fail_open:
                 logger.error("Limiter storage unavailable, letting the request through: %s", exc)
@@ -79,6 +86,10 @@ class Throttle:
             logger.error("Limiter storage unavailable, refusing the request: %s", exc)
             raise LimiterUnavailable("rate limit storage unavailable") from exc
         return None
+
+    def _refusal(self, rule: _Rule) -> Refusal:
+        stats = self.strategy.get_window_stats(rule.item, *rule.identifiers)
+        return Refusal(rule.scope, max(1, math.ceil(stats.reset_time - time.time())))
 
     def hit_send(self, phone: str, client_ip: str) -> Refusal | None:
         """Spend one send from every budget that covers this phone and client."""

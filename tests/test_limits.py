@@ -162,3 +162,16 @@ def test_limiter_storage_down_can_fail_open(make_host: Any) -> None:
     host.configure_sms()
     assert _send(host.client(), PHONES[4]).status_code == 200
     assert len(sender.outbox) == 1
+
+
+def test_refused_resends_do_not_eat_the_ip_budget(sms: tuple[Host, MemorySender]) -> None:
+    host, sender = sms
+    host.set_params(limits__ip_per_hour="3")
+    client = host.client()
+    assert _send(client, PHONES[20]).status_code == 200
+    for _ in range(10):  # an impatient user pressing "send" again and again
+        _assert_throttled(_send(client, PHONES[20]))
+    assert _send(client, PHONES[21]).status_code == 200
+    assert _send(client, PHONES[22]).status_code == 200
+    _assert_throttled(_send(client, PHONES[23]))  # the IP budget of 3 is now spent
+    assert len(sender.outbox) == 3

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask.cli import with_appcontext
 
 from .crypto import DecryptionError
-from .models import utcnow
+from .models import transaction, utcnow
 from .phones import InvalidPhone, parse_phone
 from .settings import PARAMETERS, InvalidParameter
 from .state import get_state
@@ -167,12 +167,8 @@ def purge(older_than: str) -> None:
     state = get_state()
     log = state.models.SendLog
     session = state.db.session
-    try:
+    with transaction(session):
         outcome: Any = session.execute(sa.delete(log).where(log.created_at < cutoff))
-        deleted = outcome.rowcount
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
+    deleted = outcome.rowcount
     codes = state.codes.purge(cutoff)
     click.echo(f"Removed {deleted or 0} log row(s) and {codes} code(s).")

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.exc import IntegrityError
 
-from .models import Models, utcnow
+from .models import Models, transaction, utcnow
 
 
 class Verdict(enum.Enum):
@@ -90,7 +90,7 @@ class DatabaseCodeStore(CodeStore):
 
     def check(self, phone: str, purpose: str, digest: str) -> Verdict:
         model, session = self._model, self._db.session
-        try:
+        with transaction(session):
             row = session.execute(
                 sa.select(model.id, model.digest, model.expires_at, model.attempts_left).where(
                     model.phone == phone, model.purpose == purpose
@@ -103,41 +103,28 @@ class DatabaseCodeStore(CodeStore):
                 result: Any = session.execute(
                     sa.delete(model).where(model.id == row.id, model.digest == digest)
                 )
-                session.commit()
                 return Verdict.ACCEPTED if result.rowcount == 1 else Verdict.INVALID
             result = session.execute(
                 sa.update(model)
                 .where(model.id == row.id, model.attempts_left > 0)
                 .values(attempts_left=model.attempts_left - 1)
             )
-            session.commit()
             return Verdict.WRONG if result.rowcount == 1 else Verdict.INVALID
-        except Exception:
-            session.rollback()
-            raise
 
     def discard(self, phone: str, purpose: str) -> None:
         model, session = self._model, self._db.session
-        try:
+        with transaction(session):
             session.execute(sa.delete(model).where(model.phone == phone, model.purpose == purpose))
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
 
     def purge(self, older_than: dt.datetime) -> int:
         model, session = self._model, self._db.session
-        try:
+        with transaction(session):
             result: Any = session.execute(
                 sa.delete(model).where(
                     sa.or_(model.created_at < older_than, model.expires_at < utcnow())
                 )
             )
-            session.commit()
-            return int(result.rowcount or 0)
-        except Exception:
-            session.rollback()
-            raise
+        return int(result.rowcount or 0)
 
 
 # KEYS[1]: the code's hash; ARGV[1]: the submitted digest. 1 = accepted, 2 = wrong, 0 = invalid.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,17 @@ import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
 _built: weakref.WeakKeyDictionary[SQLAlchemy, Models] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def transaction(session: Any) -> Iterator[None]:
+    """Commit what the block did, or roll it back and re-raise: never a half-open session."""
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def utcnow() -> dt.datetime:

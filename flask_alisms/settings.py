@@ -25,7 +25,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from .crypto import DecryptionError, Keyring
 from .errors import AliSMSError, ConfigurationError
-from .models import Models, utcnow
+from .models import Models, transaction, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -515,30 +515,27 @@ class ParameterStore:
         session = self._db.session
         changed: list[str] = []
         try:
-            for key, value in parsed.items():
-                param = PARAMETERS[key]
-                row = session.get(model, key)
-                if value is None:
-                    if row is None:
-                        continue
-                    session.delete(row)
-                    action, logged = "unset", None
-                else:
-                    text = param.dump(value)
-                    if row is not None and not param.secret and row.value == text:
-                        continue
-                    stored = self._keyring.encrypt(text) if param.secret else text
-                    if row is None:
-                        session.add(model(key=key, value=stored, updated_by=actor))
+            with transaction(session):
+                for key, value in parsed.items():
+                    param = PARAMETERS[key]
+                    row = session.get(model, key)
+                    if value is None:
+                        if row is None:
+                            continue
+                        session.delete(row)
+                        action, logged = "unset", None
                     else:
-                        row.value, row.updated_by, row.updated_at = stored, actor, utcnow()
-                    action, logged = "set", None if param.secret or param.masked else text
-                session.add(change(key=key, action=action, value=logged, actor=actor))
-                changed.append(key)
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
+                        text = param.dump(value)
+                        if row is not None and not param.secret and row.value == text:
+                            continue
+                        stored = self._keyring.encrypt(text) if param.secret else text
+                        if row is None:
+                            session.add(model(key=key, value=stored, updated_by=actor))
+                        else:
+                            row.value, row.updated_by, row.updated_at = stored, actor, utcnow()
+                        action, logged = "set", None if param.secret or param.masked else text
+                    session.add(change(key=key, action=action, value=logged, actor=actor))
+                    changed.append(key)
         finally:
             self.invalidate()
         for key in changed:
@@ -557,12 +554,9 @@ class ParameterStore:
         session = self._db.session
         rows = session.scalars(sa.select(model).where(model.key.in_(secret_keys))).all()
         try:
-            for row in rows:
-                row.value = self._keyring.rotate(row.value)
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
+            with transaction(session):
+                for row in rows:
+                    row.value = self._keyring.rotate(row.value)
         finally:
             self.invalidate()
         return len(rows)

@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
+from .models import transaction
+
 
 @runtime_checkable
 class UserAdapter(Protocol):
@@ -58,21 +60,13 @@ class SQLAlchemyUserAdapter:
         user = self.model(
             **{self.phone_attribute: phone, self.password_attribute: password_hash}, **fields
         )
-        self.db.session.add(user)
-        try:
-            self.db.session.commit()
-        except Exception:
-            self.db.session.rollback()
-            raise
+        with transaction(self.db.session):
+            self.db.session.add(user)
         return user
 
     def set_password(self, user: Any, password_hash: str) -> None:
-        setattr(user, self.password_attribute, password_hash)
-        try:
-            self.db.session.commit()
-        except Exception:
-            self.db.session.rollback()
-            raise
+        with transaction(self.db.session):
+            setattr(user, self.password_attribute, password_hash)
 
     def get_id(self, user: Any) -> Any:
         return getattr(user, "id", None)

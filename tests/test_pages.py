@@ -195,6 +195,7 @@ def test_send_log_page_filters_and_summary(ready_host: Host, emulator: DysmsapiE
     assert "+86138****8000" in by_phone and "+86139****9000" not in by_phone
     bad = client.get("/alisms/admin/log?phone=abc&days=999")
     assert bad.status_code == 400
+    assert 'id="phone-errors"' in bad.get_data(as_text=True)  # shown next to the field
 
 
 def test_cli_purge_removes_old_rows(ready_host: Host, emulator: DysmsapiEmulator) -> None:

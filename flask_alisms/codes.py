@@ -43,10 +43,6 @@ class CodeStore(abc.ABC):
         """Consume the code when ``digest`` matches; spend one try otherwise."""
 
     @abc.abstractmethod
-    def discard(self, phone: str, purpose: str) -> None:
-        """Make any live code for this phone and purpose unusable."""
-
-    @abc.abstractmethod
     def purge(self, older_than: dt.datetime) -> int:
         """Remove dead codes created before ``older_than``; returns how many."""
 
@@ -111,11 +107,6 @@ class DatabaseCodeStore(CodeStore):
             )
             return Verdict.WRONG if result.rowcount == 1 else Verdict.INVALID
 
-    def discard(self, phone: str, purpose: str) -> None:
-        model, session = self._model, self._db.session
-        with transaction(session):
-            session.execute(sa.delete(model).where(model.phone == phone, model.purpose == purpose))
-
     def purge(self, older_than: dt.datetime) -> int:
         model, session = self._model, self._db.session
         with transaction(session):
@@ -170,9 +161,6 @@ class RedisCodeStore(CodeStore):
     def check(self, phone: str, purpose: str, digest: str) -> Verdict:
         outcome = int(self._check(keys=[self._key(phone, purpose)], args=[digest]))
         return {1: Verdict.ACCEPTED, 2: Verdict.WRONG}.get(outcome, Verdict.INVALID)
-
-    def discard(self, phone: str, purpose: str) -> None:
-        self._redis.delete(self._key(phone, purpose))
 
     def purge(self, older_than: dt.datetime) -> int:
         return 0  # Redis expires codes by itself.

@@ -36,15 +36,12 @@ class Phone:
 
     @property
     def masked(self) -> str:
-        return mask(self.e164)
+        """The E.164 form with its middle hidden, for logs and pages."""
+        e164 = self.e164
+        return f"{e164[:-8]}****{e164[-4:]}" if len(e164) > 9 else "****"
 
     def __str__(self) -> str:
         return self.e164
-
-
-def mask(e164: str) -> str:
-    """Masked form of an E.164 string for logs and pages."""
-    return f"{e164[:-8]}****{e164[-4:]}" if len(e164) > 9 else "****"
 
 
 def parse_phone(

@@ -15,9 +15,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from .errors import AliSMSError
 from .models import Models, transaction, utcnow
+
+
+class CodeStoreUnavailable(AliSMSError):
+    """The code could not be kept (database or Redis failing), so the SMS sent is useless."""
 
 
 class Verdict(enum.Enum):
@@ -47,6 +53,22 @@ class CodeStore(abc.ABC):
         """Remove dead codes created before ``older_than``; returns how many."""
 
 
+def _upsert(
+    dialect: str, table: sa.Table, phone: str, purpose: str, fields: dict[str, Any]
+) -> sa.Executable | None:
+    """INSERT ... ON CONFLICT / ON DUPLICATE KEY UPDATE where the dialect has it."""
+    values = {"phone": phone, "purpose": purpose, **fields}
+    if dialect == "postgresql":
+        pg_insert = postgresql.insert(table).values(**values)
+        return pg_insert.on_conflict_do_update(index_elements=["phone", "purpose"], set_=fields)
+    if dialect == "sqlite":
+        lite_insert = sqlite.insert(table).values(**values)
+        return lite_insert.on_conflict_do_update(index_elements=["phone", "purpose"], set_=fields)
+    if dialect in ("mysql", "mariadb"):
+        return mysql.insert(table).values(**values).on_duplicate_key_update(**fields)
+    return None
+
+
 class DatabaseCodeStore(CodeStore):
     """Codes in the host's database; conditional UPDATE/DELETE keep concurrent checks honest."""
 
@@ -55,34 +77,37 @@ class DatabaseCodeStore(CodeStore):
         self._model = models.VerificationCode
 
     def save(self, phone: str, purpose: str, digest: str, *, ttl: int, attempts: int) -> None:
-        """Update the row in place, or insert it; portable across SQLite, PostgreSQL, MariaDB.
+        """One upsert and one commit of the host's session.
 
-        Two saves racing for a new phone both find no row to update; the loser's INSERT hits the
-        unique constraint and its UPDATE then succeeds, so a save never fails after an SMS went
-        out. The last save wins: only the most recent code is live.
+        The commit also carries whatever the caller added to the session before (the send log
+        row of this send), so a send costs one transaction. Racing saves for one phone cannot
+        fail: the database resolves them, and the last one wins, so only the newest code is live.
         """
         model, session = self._model, self._db.session
-        match = (model.phone == phone, model.purpose == purpose)
-        for _ in range(3):
-            now = utcnow()
-            fields = {
-                "digest": digest,
-                "created_at": now,
-                "expires_at": now + dt.timedelta(seconds=ttl),
-                "attempts_left": attempts,
-            }
-            try:
-                updated: Any = session.execute(sa.update(model).where(*match).values(**fields))
-                if updated.rowcount == 0:
-                    session.execute(sa.insert(model).values(phone=phone, purpose=purpose, **fields))
-                session.commit()
+        now = utcnow()
+        fields = {
+            "digest": digest,
+            "created_at": now,
+            "expires_at": now + dt.timedelta(seconds=ttl),
+            "attempts_left": attempts,
+        }
+        dialect = session.get_bind().dialect.name
+        with transaction(session):
+            upsert = _upsert(dialect, model.__table__, phone, purpose, fields)
+            if upsert is not None:
+                session.execute(upsert)
                 return
+            # Another database: update in place, else insert; a racing insert that wins makes
+            # ours fail inside a savepoint only, and the update then finds its row.
+            match = (model.phone == phone, model.purpose == purpose)
+            updated: Any = session.execute(sa.update(model).where(*match).values(**fields))
+            if updated.rowcount:
+                return
+            try:
+                with session.begin_nested():
+                    session.execute(sa.insert(model).values(phone=phone, purpose=purpose, **fields))
             except IntegrityError:
-                session.rollback()  # another process inserted this phone's row just now
-            except Exception:
-                session.rollback()
-                raise
-        raise RuntimeError("could not store the code after three attempts")  # pragma: no cover
+                session.execute(sa.update(model).where(*match).values(**fields))
 
     def check(self, phone: str, purpose: str, digest: str) -> Verdict:
         model, session = self._model, self._db.session

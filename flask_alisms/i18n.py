@@ -89,6 +89,9 @@ ZH: dict[str, str] = {
     "Sending codes is paused for a moment. Please try again shortly.": (
         "验证码发送暂时暂停，请稍后再试。"
     ),
+    "Your code could not be saved. Please request a new one in a minute.": (
+        "验证码未能保存，请一分钟后重新获取。"
+    ),
     "We could not send the SMS right now. Please try again later.": (
         "暂时无法发送短信，请稍后再试。"
     ),

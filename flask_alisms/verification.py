@@ -12,10 +12,11 @@ import random
 import time
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from flask import current_app
 
 from . import signals
-from .codes import Verdict, generate_code
+from .codes import CodeStoreUnavailable, Verdict, generate_code
 from .errors import AliSMSError, Category
 from .limits import Refusal
 from .phones import Phone
@@ -64,7 +65,7 @@ def check_gate(purpose: str, state: AliSMSState | None = None) -> None:
         raise GateClosed("sms_not_configured")
 
 
-def _record(
+def _log_row(
     state: AliSMSState,
     phone: Phone,
     purpose: str,
@@ -73,29 +74,73 @@ def _record(
     *,
     category: str | None = None,
 ) -> None:
-    log = state.models.SendLog
+    """Add the send-log row to the session's transaction; the caller commits."""
+    state.db.session.execute(
+        sa.insert(state.models.SendLog.__table__).values(
+            phone_masked=phone.masked,
+            purpose=purpose,
+            sender=sender,
+            ok=result.ok,
+            category=category
+            or ("sent" if result.ok else (result.category or Category.UNKNOWN).value),
+            code=result.code[:100],
+            message=(result.message or "")[:500],
+            request_id=result.request_id,
+            biz_id=result.biz_id,
+            http_status=result.http_status,
+            duration_ms=result.duration_ms,
+        )
+    )
+
+
+def _commit_log(state: AliSMSState) -> None:
+    """Commit the pending log row; a log that cannot be written must not fail the request."""
     session = state.db.session
     try:
-        session.add(
-            log(
-                phone_masked=phone.masked,
-                purpose=purpose,
-                sender=sender,
-                ok=result.ok,
-                category=category
-                or ("sent" if result.ok else (result.category or Category.UNKNOWN).value),
-                code=result.code[:100],
-                message=(result.message or "")[:500],
-                request_id=result.request_id,
-                biz_id=result.biz_id,
-                http_status=result.http_status,
-                duration_ms=result.duration_ms,
-            )
-        )
         session.commit()
     except Exception:
         session.rollback()
         logger.exception("Could not write the SMS send log")
+
+
+def _record(
+    state: AliSMSState,
+    phone: Phone,
+    purpose: str,
+    result: SendResult,
+    sender: str,
+    *,
+    category: str | None = None,
+    keep: tuple[str, int, int] | None = None,
+) -> None:
+    """Log the attempt and, with ``keep`` (digest, ttl, attempts), make that code the live one.
+
+    With the database code store the log row and the code share the store's one commit, so a
+    send costs a single transaction. Should keeping the code fail, the log row is written on
+    its own (the SMS was sent and billed) and :class:`CodeStoreUnavailable` is raised.
+    """
+    session = state.db.session
+
+    def log() -> None:
+        try:
+            _log_row(state, phone, purpose, result, sender, category=category)
+        except Exception:
+            session.rollback()
+            logger.exception("Could not write the SMS send log")
+
+    log()
+    if keep is not None:
+        digest, ttl, attempts = keep
+        try:
+            state.codes.save(phone.e164, purpose, digest, ttl=ttl, attempts=attempts)
+        except Exception as exc:
+            session.rollback()  # whatever was left of the transaction; the log row goes alone
+            log()
+            _commit_log(state)
+            # The type only: a database error's text lists the statement's parameters.
+            logger.error("Could not keep the code for %s: %s", phone.masked, type(exc).__name__)
+            raise CodeStoreUnavailable("the code store did not answer") from exc
+    _commit_log(state)  # whatever the store did not commit already
 
 
 def _skip_like_a_send(state: AliSMSState, phone: Phone, purpose: str, code_length: int) -> None:
@@ -117,10 +162,10 @@ def _skip_like_a_send(state: AliSMSState, phone: Phone, purpose: str, code_lengt
         duration_ms=(time.perf_counter() - started) * 1000.0,
         advice=None,
     )
-    _record(state, phone, purpose, skipped, "none", category="skipped")
     # An unknowable code keeps the store's write pattern identical; nobody can use it.
     digest = state.keyring.code_digest(phone.e164, purpose, generate_code(code_length) + "x")
-    state.codes.save(phone.e164, purpose, digest, ttl=state.params.get("sms.code_ttl"), attempts=1)
+    keep = (digest, state.params.get("sms.code_ttl"), 1)
+    _record(state, phone, purpose, skipped, "none", category="skipped", keep=keep)
 
 
 def send_test_message(phone: Phone) -> SendResult:
@@ -147,7 +192,8 @@ def _message(state: AliSMSState, phone: Phone, code: str) -> SmsMessage:
 def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     """Send a fresh code to ``phone`` for ``purpose`` unless a gate or a limit says no.
 
-    Raises :class:`GateClosed` and :class:`~flask_alisms.limits.LimiterUnavailable`.
+    Raises :class:`GateClosed`, :class:`~flask_alisms.limits.LimiterUnavailable` and
+    :class:`~flask_alisms.codes.CodeStoreUnavailable`.
     """
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {PURPOSES}")
@@ -172,20 +218,16 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     code = generate_code(code_length)
     sender = state.sender_for_send()
     result = sender.send(_message(state, phone, code), state.credentials())
-    _record(state, phone, purpose, result, sender.name)
     if not result.ok:
         # The older code (if any) stays as it was; the new one was never stored.
+        _record(state, phone, purpose, result, sender.name)
         signals.code_send_failed.send(app, phone=phone.e164, purpose=purpose, result=result)
         return SendOutcome(False, interval, result=result)
 
     state.note_send_time(result.duration_ms / 1000.0)
-    state.codes.save(
-        phone.e164,
-        purpose,
-        state.keyring.code_digest(phone.e164, purpose, code),
-        ttl=params.get("sms.code_ttl"),
-        attempts=params.get("sms.max_attempts"),
-    )
+    digest = state.keyring.code_digest(phone.e164, purpose, code)
+    keep = (digest, params.get("sms.code_ttl"), params.get("sms.max_attempts"))
+    _record(state, phone, purpose, result, sender.name, keep=keep)
     signals.code_sent.send(app, phone=phone.e164, purpose=purpose, result=result)
     return SendOutcome(True, interval, result=result)
 

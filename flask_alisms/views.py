@@ -30,6 +30,7 @@ from wtforms import ValidationError
 
 from . import accounts, verification
 from .accounts import AccountError
+from .codes import CodeStoreUnavailable
 from .forms import (
     LogFilterForm,
     RegisterForm,
@@ -213,12 +214,18 @@ def create_blueprint(app: Flask) -> Blueprint:
             return api_error(400, "csrf_failed", "Missing or expired CSRF token.")
         return exc
 
-    @bp.errorhandler(LimiterUnavailable)
-    def limiter_down(exc: LimiterUnavailable) -> Any:
-        message = "Sending codes is paused for a moment. Please try again shortly."
+    def unavailable(message: str) -> Any:
         if request.path.startswith(f"{cfg['ALISMS_URL_PREFIX']}/api/"):
             return api_error(503, "service_unavailable", message)
         return render_template("alisms/message.html", title="Unavailable", message=message), 503
+
+    @bp.errorhandler(LimiterUnavailable)
+    def limiter_down(exc: LimiterUnavailable) -> Any:
+        return unavailable("Sending codes is paused for a moment. Please try again shortly.")
+
+    @bp.errorhandler(CodeStoreUnavailable)
+    def code_store_down(exc: CodeStoreUnavailable) -> Any:
+        return unavailable("Your code could not be saved. Please request a new one in a minute.")
 
     @bp.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

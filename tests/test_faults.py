@@ -343,3 +343,62 @@ def test_database_error_while_resetting_keeps_the_old_password(
     assert response.get_json()["error"] == "reset_failed"
     assert host.query(sa.select(host.User.password_hash)) == [("old-hash",)]
     assert client.get("/whoami").get_json() == {"user_id": None}
+
+
+# -- the code store failing after the SMS went out ------------------------------------------------
+
+
+def _break_code_writes(host: Host) -> None:
+    """Make the database refuse every write to the codes table, as a lock timeout would."""
+    with host.app.app_context():
+        engine = host.db.engine
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def refuse(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")) and (
+            "alisms_verification_code" in statement
+        ):
+            raise sa.exc.OperationalError(statement, parameters, Exception("lock wait timeout"))
+
+
+@pytest.fixture(params=["database", "redis down"])
+def broken_store(request: pytest.FixtureRequest, make_host: Any) -> Host:
+    if request.param == "database":
+        host = make_host(ALISMS_CODE_STORAGE="database")
+        _break_code_writes(host)
+    else:
+        host = make_host(ALISMS_CODE_STORAGE=f"redis://127.0.0.1:{_closed_port()}/0")
+    host.configure_sms()
+    return host
+
+
+def test_code_store_failure_is_a_503_and_the_send_stays_logged(
+    broken_store: Host, emulator: DysmsapiEmulator, caplog: Any
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    response = api_post(broken_store.client(), "send-code", {"phone": PHONE})
+    assert response.status_code == 503
+    assert response.get_json() == {
+        "error": "service_unavailable",
+        "message": "Your code could not be saved. Please request a new one in a minute.",
+    }
+    code = emulator.last_param("13800138000")  # the SMS did go out, and was billed
+    log = broken_store.models.SendLog
+    rows = broken_store.query(sa.select(log.ok, log.category, log.code))
+    assert rows == [(True, "sent", "OK")]
+    logged = " ".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "Could not keep the code for +86138****8000" in logged
+    assert code not in logged
+
+
+def test_code_store_failure_on_the_page_is_a_503_page(
+    broken_store: Host, emulator: DysmsapiEmulator
+) -> None:
+    client = broken_store.client()
+    token = form_token(client.get("/alisms/register").get_data(as_text=True))
+    response = client.post(
+        "/alisms/register",
+        data={"csrf_token": token, "country_code": "86", "phone": "13800138000", "send": "Send"},
+    )
+    assert response.status_code == 503
+    assert "Your code could not be saved" in response.get_data(as_text=True)

@@ -9,7 +9,7 @@ import time_machine
 
 from flask_alisms.sender import MemorySender
 
-from .conftest import Host, api_post
+from .conftest import LIMITER_URI, Host, api_post
 
 PHONES = [f"+861380013{n:04d}" for n in range(40)]
 
@@ -175,3 +175,42 @@ def test_refused_resends_do_not_eat_the_ip_budget(sms: tuple[Host, MemorySender]
     assert _send(client, PHONES[22]).status_code == 200
     _assert_throttled(_send(client, PHONES[23]))  # the IP budget of 3 is now spent
     assert len(sender.outbox) == 3
+
+
+def test_a_refusal_spends_no_other_limit(sms: tuple[Host, MemorySender]) -> None:
+    """All or nothing: the global budget refusing a send leaves its phone and IP unspent."""
+    host, sender = sms
+    host.set_params(limits__ip_per_hour="2", limits__global_per_day="1")
+    client = host.client()
+    assert _send(client, PHONES[30]).status_code == 200
+    _assert_throttled(_send(client, PHONES[31]))  # the global budget of 1 is spent
+    host.set_params(limits__global_per_day="100")
+    # Neither PHONES[31]'s resend interval nor a second unit of the IP budget was taken.
+    assert _send(client, PHONES[31]).status_code == 200
+    _assert_throttled(_send(client, PHONES[32]))  # the IP budget of 2: both real sends
+    assert [m.phone for m in sender.outbox] == ["13800130030", "13800130031"]
+
+
+@pytest.mark.skipif(
+    not (LIMITER_URI or "").startswith("redis://"), reason="needs Redis limiter storage"
+)
+def test_every_limit_of_a_send_is_one_redis_script_call(sms: tuple[Host, MemorySender]) -> None:
+    """Five windows, one round trip: the Redis server runs exactly one script per send."""
+    import redis
+
+    scripts = ("evalsha", "eval")
+    host, sender = sms
+    server = redis.Redis.from_url(str(LIMITER_URI))
+    client = host.client()
+    assert _send(client, PHONES[33]).status_code == 200  # loads the script once
+
+    def script_calls() -> int:
+        stats = server.info("commandstats")
+        # Commands a script runs are counted too; the calls from clients are the scripts.
+        return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in scripts)
+
+    before = script_calls()
+    assert _send(client, PHONES[34]).status_code == 200
+    _assert_throttled(_send(client, PHONES[34]))
+    assert script_calls() - before == 2
+    assert len(sender.outbox) == 2

@@ -444,3 +444,27 @@ def test_without_a_user_adapter_registration_is_closed_not_broken(
     assert reset.status_code == 403
     assert emulator.messages == []
     assert client.get("/alisms/api/status").get_json()["mobile_registration_open"] is False
+
+
+def test_a_send_is_one_database_transaction(ready_host: Host, emulator: DysmsapiEmulator) -> None:
+    """The send-log row and the code land in a single commit (one with the Redis code store)."""
+    client = ready_host.client()
+    assert _send(client, OTHER_PHONE).status_code == 200  # warm: parameters cached
+    token = csrf_token(client)
+    commits: list[int] = []
+    with ready_host.app.app_context():
+        engine = ready_host.db.engine
+
+    def on_commit(conn: Any) -> None:
+        commits.append(1)
+
+    sa.event.listen(engine, "commit", on_commit)
+    try:
+        assert api_post(client, "send-code", {"phone": PHONE}, token=token).status_code == 200
+    finally:
+        sa.event.remove(engine, "commit", on_commit)
+    assert len(commits) == 1
+    log = ready_host.models.SendLog
+    assert ready_host.count(log) == 2
+    code = emulator.last_param("13800138000")
+    assert _register(client, code).status_code == 201  # the code of that commit is live

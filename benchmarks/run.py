@@ -553,12 +553,12 @@ class Benchmark:
         if not self.args.keep_data:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def server(self, *, sender: str, limiter: str) -> Gunicorn:
+    def server(self, *, sender: str, limiter: str, codes: str = "database") -> Gunicorn:
         env = {
             "BENCH_DATABASE_URL": self.database_url,
             "BENCH_SENDER": sender,
             "BENCH_LIMITER_URI": limiter,
-            "BENCH_CODE_STORAGE": "database",
+            "BENCH_CODE_STORAGE": codes,
         }
         if sender == "aliyun":
             assert self.emulator is not None
@@ -662,12 +662,19 @@ class Benchmark:
                     self.report.lines.append(f"  gunicorn log: {line[:300]}")
 
     def run_server(
-        self, *, sender: str, limiter: str, label: str, kinds: tuple[str, ...], rss: bool = False
+        self,
+        *,
+        sender: str,
+        limiter: str,
+        label: str,
+        kinds: tuple[str, ...],
+        codes: str = "database",
+        rss: bool = False,
     ) -> None:
         if self.budget.left() < self.reserve + 10:
             self.report.lines.append(f"skipped the {label} server: out of time")
             return
-        server = self.server(sender=sender, limiter=limiter)
+        server = self.server(sender=sender, limiter=limiter, codes=codes)
         try:
             emulator_before = self.emulator.stats() if self.emulator else None
             self.measure_routes(server, ("bare", *kinds), label)
@@ -949,6 +956,13 @@ class Benchmark:
                 label="memory sender, Redis limits",
                 kinds=("send-code",),
             )
+            self.run_server(
+                sender="memory",
+                limiter=REDIS_URL,
+                codes=REDIS_URL,
+                label="memory sender, Redis limits+codes",
+                kinds=("send-code",),
+            )
         self.run_server(
             sender="aliyun",
             limiter=REDIS_URL if self.redis_ok else "memory://",
@@ -972,7 +986,8 @@ class Benchmark:
         db_name = self.database_url.split("?")[0].split("@")[-1]
         print(
             f"gunicorn {args.workers} {args.worker_class} workers x {args.threads} threads; "
-            f"database {db_name}, codes in the database; {args.rounds} rounds per route "
+            f"database {db_name}, codes in the database unless the row says Redis codes; "
+            f"{args.rounds} rounds per route "
             f"alternating routes, each {args.seconds:g} s with {args.clients} keep-alive "
             f"clients and {args.seconds / 2:g} s with 1, after {args.warmup:g} s warm-up"
         )

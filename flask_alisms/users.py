@@ -51,10 +51,14 @@ class SQLAlchemyUserAdapter:
         self.phone_attribute = phone_attribute
         self.password_attribute = password_attribute
         self._login = login
+        self._by_phone: sa.Select[Any] | None = None
 
     def find_by_phone(self, phone: str) -> Any | None:
-        column = getattr(self.model, self.phone_attribute)
-        return self.db.session.scalars(sa.select(self.model).where(column == phone)).first()
+        if self._by_phone is None:
+            # Built once: on the send-code path, building it costs about as much as running it.
+            column = getattr(self.model, self.phone_attribute)
+            self._by_phone = sa.select(self.model).where(column == sa.bindparam("phone")).limit(1)
+        return self.db.session.scalars(self._by_phone, {"phone": phone}).first()
 
     def create_user(self, phone: str, password_hash: str, fields: Mapping[str, Any]) -> Any:
         user = self.model(

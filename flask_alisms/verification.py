@@ -76,20 +76,21 @@ def _log_row(
 ) -> None:
     """Add the send-log row to the session's transaction; the caller commits."""
     state.db.session.execute(
-        sa.insert(state.models.SendLog.__table__).values(
-            phone_masked=phone.masked,
-            purpose=purpose,
-            sender=sender,
-            ok=result.ok,
-            category=category
+        sa.insert(state.models.SendLog.__table__),
+        {
+            "phone_masked": phone.masked,
+            "purpose": purpose,
+            "sender": sender,
+            "ok": result.ok,
+            "category": category
             or ("sent" if result.ok else (result.category or Category.UNKNOWN).value),
-            code=result.code[:100],
-            message=(result.message or "")[:500],
-            request_id=result.request_id,
-            biz_id=result.biz_id,
-            http_status=result.http_status,
-            duration_ms=result.duration_ms,
-        )
+            "code": result.code[:100],
+            "message": (result.message or "")[:500],
+            "request_id": result.request_id,
+            "biz_id": result.biz_id,
+            "http_status": result.http_status,
+            "duration_ms": result.duration_ms,
+        },
     )
 
 

@@ -65,7 +65,7 @@ def check_gate(purpose: str, state: AliSMSState | None = None) -> None:
         raise GateClosed("sms_not_configured")
 
 
-def _log_row(
+def _add_log_row(
     state: AliSMSState,
     phone: Phone,
     purpose: str,
@@ -74,29 +74,39 @@ def _log_row(
     *,
     category: str | None = None,
 ) -> None:
-    """Add the send-log row to the session's transaction; the caller commits."""
-    state.db.session.execute(
-        sa.insert(state.models.SendLog.__table__),
-        {
-            "phone_masked": phone.masked,
-            "purpose": purpose,
-            "sender": sender,
-            "ok": result.ok,
-            "category": category
-            or ("sent" if result.ok else (result.category or Category.UNKNOWN).value),
-            "code": result.code[:100],
-            "message": (result.message or "")[:500],
-            "request_id": result.request_id,
-            "biz_id": result.biz_id,
-            "http_status": result.http_status,
-            "duration_ms": result.duration_ms,
-        },
-    )
+    """Add the send-log row to the session's transaction; the caller commits.
+
+    A log that cannot be written must not fail the request: the error is logged instead.
+    """
+    session = state.db.session
+    try:
+        session.execute(
+            sa.insert(state.models.SendLog.__table__),
+            {
+                "phone_masked": phone.masked,
+                "purpose": purpose,
+                "sender": sender,
+                "ok": result.ok,
+                "category": category
+                or ("sent" if result.ok else (result.category or Category.UNKNOWN).value),
+                "code": result.code[:100],
+                "message": (result.message or "")[:500],
+                "request_id": result.request_id,
+                "biz_id": result.biz_id,
+                "http_status": result.http_status,
+                "duration_ms": result.duration_ms,
+            },
+        )
+    except Exception:
+        session.rollback()
+        logger.exception("Could not write the SMS send log")
 
 
 def _commit_log(state: AliSMSState) -> None:
-    """Commit the pending log row; a log that cannot be written must not fail the request."""
+    """Commit the pending log row, if the code store's commit has not carried it already."""
     session = state.db.session
+    if not session().in_transaction():
+        return
     try:
         session.commit()
     except Exception:
@@ -120,28 +130,19 @@ def _record(
     send costs a single transaction. Should keeping the code fail, the log row is written on
     its own (the SMS was sent and billed) and :class:`CodeStoreUnavailable` is raised.
     """
-    session = state.db.session
-
-    def log() -> None:
-        try:
-            _log_row(state, phone, purpose, result, sender, category=category)
-        except Exception:
-            session.rollback()
-            logger.exception("Could not write the SMS send log")
-
-    log()
+    _add_log_row(state, phone, purpose, result, sender, category=category)
     if keep is not None:
         digest, ttl, attempts = keep
         try:
             state.codes.save(phone.e164, purpose, digest, ttl=ttl, attempts=attempts)
         except Exception as exc:
-            session.rollback()  # whatever was left of the transaction; the log row goes alone
-            log()
+            state.db.session.rollback()  # what was left of the transaction; the row goes alone
+            _add_log_row(state, phone, purpose, result, sender, category=category)
             _commit_log(state)
             # The type only: a database error's text lists the statement's parameters.
             logger.error("Could not keep the code for %s: %s", phone.masked, type(exc).__name__)
             raise CodeStoreUnavailable("the code store did not answer") from exc
-    _commit_log(state)  # whatever the store did not commit already
+    _commit_log(state)
 
 
 def _skip_like_a_send(state: AliSMSState, phone: Phone, purpose: str, code_length: int) -> None:

@@ -104,11 +104,17 @@ def _admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _json_body() -> dict[str, Any] | Response:
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+    declared = request.content_length or 0
+    raw = b""
+    if declared <= MAX_JSON_BYTES and request.is_json:
+        # One byte past the cap and no more: a chunked body has no Content-Length, and a
+        # server that terminates the input (gunicorn) would let get_json() read all of it.
+        raw = request.stream.read(MAX_JSON_BYTES + 1)
+    if max(declared, len(raw)) > MAX_JSON_BYTES:
         return api_error(413, "too_large", "The request body is too large.")
     try:
-        data = request.get_json(silent=True)
-    except RecursionError:  # "[[[[...": json gives up past the interpreter's recursion limit
+        data = current_app.json.loads(raw) if raw else None
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." past the stack's depth
         data = None
     if not isinstance(data, dict):
         return api_error(400, "invalid_request", "Send a JSON object.")

@@ -12,6 +12,7 @@ Hypothesis runs a bounded number of examples without a deadline, so CI stays fas
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -533,6 +534,33 @@ def test_api_posts_refuse_raw_bodies(world: World) -> None:
             if label.startswith(("1 MB", "100 KB")):
                 assert response.status_code == 413, label
     assert world.snapshot() == before
+
+
+def _chunked_post(client: Any, path: str, body: bytes, token: str) -> Any:
+    """A body without Content-Length, from a server that marks the input as terminated
+    (gunicorn does, for chunked requests): only the application can bound what it reads."""
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"X-CSRFToken": token, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_api_posts_bound_chunked_bodies(world: World) -> None:
+    client = world.host.client()
+    token = csrf_token(client)
+    before = world.snapshot()
+    huge = json.dumps({"phone": "1" * 1_000_000}).encode()
+    for path in API_POSTS:
+        response = _chunked_post(client, path, huge, token)
+        assert response.status_code == 413, (path, response.get_json())
+        _assert_json_error(response)
+    assert world.snapshot() == before
+    # A chunked body under the cap is read as any other.
+    ok = _chunked_post(client, API_POSTS[0], json.dumps({"phone": PHONE}).encode(), token)
+    assert ok.status_code == 200, ok.get_json()
 
 
 def test_api_wrong_methods_and_paths_answer_json(world: World) -> None:

@@ -109,7 +109,12 @@ def _json_body() -> dict[str, Any] | Response:
     if declared <= MAX_JSON_BYTES and request.is_json:
         # One byte past the cap and no more: a chunked body has no Content-Length, and a
         # server that terminates the input (gunicorn) would let get_json() read all of it.
-        raw = request.stream.read(MAX_JSON_BYTES + 1)
+        # The stream may answer a read with less than asked, hence the loop.
+        while len(raw) <= MAX_JSON_BYTES:
+            chunk = request.stream.read(MAX_JSON_BYTES + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
     if max(declared, len(raw)) > MAX_JSON_BYTES:
         return api_error(413, "too_large", "The request body is too large.")
     try:

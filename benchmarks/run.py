@@ -808,7 +808,7 @@ class Benchmark:
 
     def aliyun_sender_alone(self) -> None:
         """1,000 sends through one AliyunSender to the emulator, one thread then two."""
-        from flask_alisms.sender import AliyunSender, Credentials, SmsMessage
+        from flask_alisms.sms import AliyunSender, Credentials, SmsMessage
 
         assert self.emulator is not None
         credentials = Credentials(bench_app.KEY_ID, bench_app.KEY_SECRET)

@@ -9,26 +9,28 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from . import _compat
+
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "AliSMS": ".extension",
     "SQLAlchemyUserAdapter": ".users",
     "UserAdapter": ".users",
-    "AliSMSError": ".errors",
-    "ConfigurationError": ".errors",
-    "Category": ".errors",
-    "Sender": ".sender",
-    "SendResult": ".sender",
-    "SmsMessage": ".sender",
+    "AliSMSError": ".exceptions",
+    "ConfigurationError": ".exceptions",
+    "Category": ".sms",
+    "Sender": ".sms",
+    "SendResult": ".sms",
+    "SmsMessage": ".sms",
     "signals": ".signals",
 }
 
 if TYPE_CHECKING:
     from . import signals
-    from .errors import AliSMSError, Category, ConfigurationError
+    from .exceptions import AliSMSError, ConfigurationError
     from .extension import AliSMS
-    from .sender import Sender, SendResult, SmsMessage
+    from .sms import Category, Sender, SendResult, SmsMessage
     from .users import SQLAlchemyUserAdapter, UserAdapter
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
     "__version__",
     "signals",
 ]
+
+_compat.install(__name__)
 
 
 def __getattr__(name: str) -> Any:

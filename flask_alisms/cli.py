@@ -11,10 +11,10 @@ import click
 import sqlalchemy as sa
 from flask.cli import with_appcontext
 
-from .crypto import DecryptionError
+from .exceptions import DecryptionError, InvalidParameter, InvalidPhone
 from .models import transaction, utcnow
-from .phones import InvalidPhone, parse_phone
-from .settings import PARAMETERS, InvalidParameter
+from .parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, PARAMETERS
+from .phones import parse_phone
 from .state import get_state
 
 
@@ -89,11 +89,12 @@ def check() -> None:
     problems = []
     if not state.sms_ready():
         problems += [f"missing {p.key}: {p.help}" for p in params.missing()]
-    problems += [
-        f"{key} is false"
-        for key in ("server.allow_user_register", "server.enable_mobile_register")
-        if not params.get(key)
-    ]
+    values = params.values()
+    switches = (
+        (ALLOW_REGISTER, values.allow_user_register),
+        (ENABLE_MOBILE_REGISTER, values.enable_mobile_register),
+    )
+    problems += [f"{key} is false" for key, on in switches if not on]
     click.echo(f"Sender: {state.sender_for_send().name}")
     if not problems:
         click.echo("Ready: mobile registration is open.")
@@ -109,11 +110,11 @@ def check() -> None:
 @with_appcontext
 def send_test(phone: str) -> None:
     """Send a test code SMS to PHONE with the saved parameters and print Aliyun's answer."""
-    from .verification import send_test_message
+    from .flows.verification import send_test_message
 
     state = get_state()
     try:
-        parsed = parse_phone(phone, state.params.get("phone.allowed_country_codes"))
+        parsed = parse_phone(phone, state.params.values().allowed_country_codes)
     except InvalidPhone as exc:
         raise click.BadParameter(exc.message, param_hint="PHONE") from None
     if not state.sms_ready():

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Config
 
-from .errors import ConfigurationError
+from .exceptions import ConfigurationError
 
 SENDERS = ("aliyun", "console", "memory", "auto")
 

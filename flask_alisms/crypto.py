@@ -17,13 +17,10 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .errors import AliSMSError
+from .exceptions import DecryptionError
 
 _SALT = b"flask-alisms"
 
-
-class DecryptionError(AliSMSError):
-    """A stored secret cannot be read with any configured key."""
 
 
 def _derive(material: str | bytes, purpose: bytes) -> bytes:

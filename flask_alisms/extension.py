@@ -9,17 +9,18 @@ from typing import Any, TypeVar
 from flask import Flask
 from flask_limiter import Limiter
 from flask_sqlalchemy import SQLAlchemy
+from limits.storage import Storage, storage_from_string
 from werkzeug.security import generate_password_hash
 
 from . import config as alisms_config
-from .codes import create_code_store
 from .crypto import Keyring
-from .errors import ConfigurationError
-from .limits import Throttle, create_limiter
+from .exceptions import ConfigurationError
+from .flows.codes import create_code_store
+from .flows.throttle import Throttle
 from .models import build_models
-from .sender import Sender, create_sender
-from .settings import ParameterStore
-from .state import AliSMSState, get_state
+from .parameters import ParameterStore
+from .sms import Sender, create_sender
+from .state import AliSMSState, Callbacks, get_state
 from .users import UserAdapter
 
 logger = logging.getLogger(__name__)
@@ -32,8 +33,12 @@ class AliSMS:
 
     ``db`` is the host's Flask-SQLAlchemy object; the extension adds its tables to it and never
     creates a user table. ``user_adapter`` says how users are found and created; ``limiter`` is
-    an optional Flask-Limiter whose storage the send limits share; ``register_form`` may be a
-    subclass of :class:`~flask_alisms.forms.RegisterForm` with the host's extra fields.
+    an optional Flask-Limiter whose storage the send limits share (the extension never hooks
+    the host's requests itself); ``register_form`` may be a subclass of
+    :class:`~flask_alisms.web.forms.RegisterForm` with the host's extra fields.
+
+    The object keeps only options and callbacks; everything that belongs to one app lives in
+    ``app.extensions["alisms"]`` (:class:`~flask_alisms.state.AliSMSState`).
     """
 
     def __init__(
@@ -54,10 +59,11 @@ class AliSMS:
         self.user_adapter = user_adapter
         self.limiter = limiter
         self.sender = sender
-        self.hash_password = password_hasher
-        self.password_validator = password_validator
-        self.register_form = register_form
-        self._admin_loader: Callable[[], str | None] | None = None
+        self.callbacks = Callbacks(
+            hash_password=password_hasher,
+            password_validator=password_validator,
+            register_form=register_form,
+        )
         if app is not None:
             self.init_app(app)
 
@@ -70,11 +76,12 @@ class AliSMS:
             def load_admin():
                 return current_user.email if current_user.is_admin else None
         """
-        self._admin_loader = callback
+        self.callbacks.admin_loader = callback
         return callback
 
     def current_admin(self) -> str | None:
-        return self._admin_loader() if self._admin_loader is not None else None
+        """The current app's admin name, or None (see :meth:`admin_loader`)."""
+        return get_state().callbacks.current_admin()
 
     def init_app(self, app: Flask) -> None:
         if "alisms" in app.extensions:
@@ -105,19 +112,8 @@ class AliSMS:
         )
         sender, fallback = self._make_senders(app)
 
-        limiter = self.limiter
-        storage_uri = cfg["ALISMS_LIMITER_STORAGE_URI"]
-        if limiter is None or storage_uri:
-            limiter = create_limiter(storage_uri or "memory://")
-            limiter.init_app(app)
-        elif not getattr(limiter, "initialized", False):
-            raise ConfigurationError(
-                "Pass a Limiter that is already initialised on this app (limiter.init_app(app) "
-                "before AliSMS), or set ALISMS_LIMITER_STORAGE_URI."
-            )
-
+        storage, enabled = self._limit_storage(app)
         app.extensions["alisms"] = AliSMSState(
-            extension=self,
             db=self.db,
             models=models,
             keyring=keyring,
@@ -125,9 +121,14 @@ class AliSMS:
             sender=sender,
             fallback_sender=fallback,
             codes=create_code_store(cfg["ALISMS_CODE_STORAGE"], self.db, models),
-            limiter=limiter,
-            throttle=Throttle(limiter, params, fail_open=bool(cfg["ALISMS_LIMITS_FAIL_OPEN"])),
+            throttle=Throttle(
+                storage,
+                params,
+                fail_open=bool(cfg["ALISMS_LIMITS_FAIL_OPEN"]),
+                enabled=enabled,
+            ),
             user_adapter=self.user_adapter,
+            callbacks=self.callbacks,
         )
 
         if self.user_adapter is None:
@@ -137,11 +138,35 @@ class AliSMS:
             )
 
         from .cli import alisms_cli
-        from .views import create_blueprint
+        from .web import create_blueprint
 
         app.register_blueprint(create_blueprint(app), url_prefix=cfg["ALISMS_URL_PREFIX"])
         app.cli.add_command(alisms_cli)
         app.context_processor(self._template_globals)
+
+    def _limit_storage(self, app: Flask) -> tuple[Storage, Callable[[], bool]]:
+        """The ``limits`` storage for the send limits, and whether limits are on.
+
+        The host's Limiter lends its storage (and its ``RATELIMIT_ENABLED`` switch); otherwise
+        the storage comes straight from ``ALISMS_LIMITER_STORAGE_URI``, with no Limiter and so
+        no request hook on the host's app.
+        """
+        storage_uri = app.config["ALISMS_LIMITER_STORAGE_URI"]
+        limiter = self.limiter
+        if limiter is None or storage_uri:
+            storage = storage_from_string(storage_uri or "memory://")
+            if not isinstance(storage, Storage):
+                raise ConfigurationError(
+                    "ALISMS_LIMITER_STORAGE_URI must name a synchronous storage such as "
+                    f"redis:// or memory://, not {storage_uri!r}."
+                )
+            return storage, lambda: True
+        if not getattr(limiter, "initialized", False):
+            raise ConfigurationError(
+                "Pass a Limiter that is already initialised on this app (limiter.init_app(app) "
+                "before AliSMS), or set ALISMS_LIMITER_STORAGE_URI."
+            )
+        return limiter.storage, lambda: bool(limiter.enabled)
 
     def _make_senders(self, app: Flask) -> tuple[Sender, Sender | None]:
         if self.sender is not None:
@@ -168,7 +193,7 @@ class AliSMS:
 
     @property
     def params(self) -> ParameterStore:
-        """The current app's parameter store (``alisms.params.get("sms.code_ttl")``)."""
+        """The current app's parameter store (``alisms.params.values().code_ttl``)."""
         return get_state().params
 
     def mobile_registration_open(self) -> bool:

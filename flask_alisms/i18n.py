@@ -476,3 +476,8 @@ def install(bp: Blueprint) -> None:
     """
     bp.context_processor(_template_globals)
     bp.after_request(_vary_on_language)
+
+
+def lazy_gettext(text: str, **kwargs: Any) -> str:
+    """Placeholder until the Babel catalogues land: the text as is."""
+    return text % kwargs if kwargs else text

@@ -8,17 +8,25 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
+from .exceptions import InvalidPhone
+
 MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 MAX_INPUT_LENGTH = 32
 
 
-class InvalidPhone(ValueError):
-    """The text is not a mobile number this site accepts; ``reason`` is a stable code."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+def mask(number: str) -> str:
+    """Hide the middle of a number for logs and pages: ``13800138000`` -> ``138****8000``.
+
+    The one masking rule of the package, for E.164 (``+86138****8000``) and Aliyun's bare form
+    alike; short strings keep at most their last two characters.
+    """
+    number = number or ""
+    if len(number) >= 10:
+        return f"{number[:-8]}****{number[-4:]}"
+    if len(number) > 2:
+        return "*" * (len(number) - 2) + number[-2:]
+    return "*" * len(number)
 
 
 @dataclass(frozen=True)
@@ -37,8 +45,7 @@ class Phone:
     @property
     def masked(self) -> str:
         """The E.164 form with its middle hidden, for logs and pages."""
-        e164 = self.e164
-        return f"{e164[:-8]}****{e164[-4:]}" if len(e164) > 9 else "****"
+        return mask(self.e164)
 
     def __str__(self) -> str:
         return self.e164

@@ -1,37 +1,48 @@
-"""Per-app state, kept in ``app.extensions["alisms"]`` and reached through ``current_app``."""
+"""Per-app state, kept in ``app.extensions["alisms"]`` and reached through ``current_app``.
+
+Everything a flow or a view needs for one app lives here, including the host's callbacks, so
+no lower layer ever reaches back to the :class:`~flask_alisms.AliSMS` object.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import current_app
-from flask_limiter import Limiter
 from flask_sqlalchemy import SQLAlchemy
+from werkzeug.security import generate_password_hash
 
-from .codes import CodeStore
 from .crypto import Keyring
-from .errors import ConfigurationError
-from .limits import Throttle
+from .exceptions import ConfigurationError
+from .flows.codes import CodeStore
+from .flows.throttle import Throttle
 from .models import Models
-from .sender import AliyunSender, Credentials, Sender
-from .settings import (
-    ACCESS_KEY_ID,
-    ACCESS_KEY_SECRET,
-    ALLOW_REGISTER,
-    ENABLE_MOBILE_REGISTER,
-    ParameterStore,
-)
+from .parameters import ParameterStore
+from .sms import AliyunSender, Credentials, Sender
 from .users import UserAdapter
 
-if TYPE_CHECKING:
-    from .extension import AliSMS
+
+@dataclass
+class Callbacks:
+    """The host's hooks. One object per :class:`~flask_alisms.AliSMS`, shared by every app it
+    is registered on, so a decorator used after ``init_app`` still reaches each app's state."""
+
+    admin_loader: Callable[[], str | None] | None = None
+    hash_password: Callable[[str], str] = generate_password_hash
+    password_validator: Callable[[str], str | None] | None = None
+    #: A subclass of :class:`~flask_alisms.web.forms.RegisterForm` with the host's fields.
+    register_form: type | None = None
+
+    def current_admin(self) -> str | None:
+        """The signed-in admin's name for the change log, or None (the panel then refuses)."""
+        return self.admin_loader() if self.admin_loader is not None else None
 
 
 @dataclass
 class AliSMSState:
-    extension: AliSMS
     db: SQLAlchemy
     models: Models
     keyring: Keyring
@@ -39,9 +50,9 @@ class AliSMSState:
     sender: Sender
     fallback_sender: Sender | None  # the console sender behind ALISMS_SENDER = "auto"
     codes: CodeStore
-    limiter: Limiter
     throttle: Throttle
     user_adapter: UserAdapter | None
+    callbacks: Callbacks
     #: Moving average of real send times, so a skipped send can take as long as a real one.
     typical_send_seconds: float = 0.05
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -56,24 +67,31 @@ class AliSMSState:
         return self.user_adapter
 
     def credentials(self) -> Credentials | None:
-        key_id, secret = self.params.get(ACCESS_KEY_ID), self.params.get(ACCESS_KEY_SECRET)
-        return Credentials(key_id, secret) if key_id and secret else None
+        values = self.params.values()
+        if values.access_key_id and values.access_key_secret:
+            return Credentials(values.access_key_id, values.access_key_secret)
+        return None
 
     def sender_for_send(self) -> Sender:
         """The configured sender; under "auto", the console one until Aliyun is configured."""
-        if self.fallback_sender is not None and not self.params.sms_ready():
+        if self.fallback_sender is not None and not self.params.values().sms_ready:
             return self.fallback_sender
         return self.sender
 
     def sms_ready(self) -> bool:
         """Whether a code can be sent now: Aliyun needs its parameters, other senders do not."""
-        return self.params.sms_ready() or not isinstance(self.sender_for_send(), AliyunSender)
+        return self.params.values().sms_ready or not isinstance(
+            self.sender_for_send(), AliyunSender
+        )
 
     def mobile_registration_open(self) -> bool:
-        """The guide's switches both on, and a sender able to send."""
-        params = self.params
-        switches = bool(params.get(ALLOW_REGISTER) and params.get(ENABLE_MOBILE_REGISTER))
-        return switches and self.user_adapter is not None and self.sms_ready()
+        """The one answer to "is sign-up by phone open": the guide's two switches, a user
+        adapter, and a sender able to send."""
+        return (
+            self.params.values().registration_switches_on
+            and self.user_adapter is not None
+            and self.sms_ready()
+        )
 
     def note_send_time(self, seconds: float) -> None:
         with self._lock:
@@ -84,9 +102,10 @@ def get_state(app: Any = None) -> AliSMSState:
     """The state of ``app`` (default: the current app); a clear error if AliSMS is not set up."""
     target = app if app is not None else current_app
     try:
-        return target.extensions["alisms"]
+        state: AliSMSState = target.extensions["alisms"]
     except KeyError:
         raise RuntimeError(
             "flask-alisms is not initialised on this app: call AliSMS(app, db=db) or "
             "alisms.init_app(app) first."
         ) from None
+    return state

@@ -26,8 +26,8 @@ from wtforms import StringField
 from wtforms.validators import Length, Optional
 
 from flask_alisms import AliSMS, SQLAlchemyUserAdapter
-from flask_alisms.forms import RegisterForm
 from flask_alisms.testing import DysmsapiEmulator
+from flask_alisms.web.forms import RegisterForm
 
 SIGN = "阿里云短信测试"
 TEMPLATE = "SMS_154950909"

@@ -21,7 +21,7 @@ def test_init_app_later_and_state_lives_on_the_app() -> None:
     alisms = AliSMS(db=db)
     assert "alisms" not in app.extensions
     alisms.init_app(app)
-    assert app.extensions["alisms"].extension is alisms
+    assert app.extensions["alisms"].callbacks is alisms.callbacks
     assert not hasattr(alisms, "app")
     assert app.config["ALISMS_URL_PREFIX"] == "/alisms"
     assert "alisms" in app.blueprints
@@ -116,7 +116,7 @@ def test_host_limiter_storage_is_shared() -> None:
     app, db = _app()
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://")
     AliSMS(app, db=db, limiter=limiter)
-    assert app.extensions["alisms"].limiter is limiter
+    assert app.extensions["alisms"].throttle.storage is limiter.storage
 
 
 def test_mobile_registration_link_helper_for_host_templates() -> None:

@@ -18,7 +18,7 @@ import time_machine
 from flask import session
 
 from flask_alisms import SQLAlchemyUserAdapter, signals
-from flask_alisms.errors import USER_TRY_LATER
+from flask_alisms.sms.advice import USER_TRY_LATER
 from flask_alisms.testing import DysmsapiEmulator
 
 from .conftest import CODE_STORAGE, KEY_SECRET, OTHER_PHONE, PHONE, Host, api_post, form_token

@@ -25,12 +25,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from flask_alisms.codes import generate_code
 from flask_alisms.crypto import Keyring
+from flask_alisms.exceptions import InvalidParameter
+from flask_alisms.flows.codes import generate_code
+from flask_alisms.flows.verification import PURPOSES
+from flask_alisms.parameters import PARAMETERS, Parameter
 from flask_alisms.phones import MOBILE_TYPES, InvalidPhone, Phone, parse_phone
-from flask_alisms.settings import PARAMETERS, InvalidParameter, Parameter
 from flask_alisms.testing import DysmsapiEmulator
-from flask_alisms.verification import PURPOSES
 
 from .conftest import CODE_STORAGE, OTHER_PHONE, PHONE, Host, api_post, csrf_token, form_token
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import time_machine
 
-from flask_alisms.sender import MemorySender
+from flask_alisms.sms import MemorySender
 
 from .conftest import LIMITER_URI, Host, api_post
 

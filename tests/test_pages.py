@@ -129,7 +129,7 @@ def test_reset_page_flow(ready_host: Host, emulator: DysmsapiEmulator) -> None:
     )
     emulator.advance_time(3600)
     with ready_host.app.app_context():
-        ready_host.app.extensions["alisms"].limiter.reset()
+        ready_host.app.extensions["alisms"].throttle.reset()
     path = "/alisms/reset-password"
     assert _post(client, path, phone="13800138000", send="Send code").status_code == 200
     done = _post(
@@ -222,7 +222,7 @@ def test_send_code_does_not_demand_the_hosts_other_fields(
     from wtforms import StringField
     from wtforms.validators import InputRequired
 
-    from flask_alisms.forms import RegisterForm
+    from flask_alisms.web.forms import RegisterForm
 
     class StrictForm(RegisterForm):
         nickname = StringField("Nickname", validators=[InputRequired()])

@@ -48,7 +48,7 @@ def test_non_admin_gets_403_everywhere_in_the_panel(host: Host) -> None:
 
 def test_without_an_admin_loader_the_panel_refuses_everyone(make_host: Any) -> None:
     host = make_host()
-    host.alisms._admin_loader = None
+    host.alisms.callbacks.admin_loader = None
     assert host.client(admin="root").get(PANEL).status_code == 403
 
 
@@ -208,7 +208,7 @@ def test_config_override_wins_and_is_read_only(make_host: Any) -> None:
     host = make_host(ALISMS_PARAMS={"aliyun.sms.sign_name": "FromConfig"})
     with host.app.app_context():
         assert host.alisms.params.get("aliyun.sms.sign_name") == "FromConfig"
-        from flask_alisms.settings import InvalidParameter
+        from flask_alisms.exceptions import InvalidParameter
 
         with pytest.raises(InvalidParameter, match="ALISMS_PARAMS"):
             host.alisms.params.update({"aliyun.sms.sign_name": "Other"}, actor="x")

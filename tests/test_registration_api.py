@@ -219,12 +219,12 @@ def test_code_rules_expiry_single_use_tries_and_resend(
     # A resend invalidates the older code.
     emulator.advance_time(61)
     with ready_host.app.app_context():
-        ready_host.app.extensions["alisms"].limiter.reset()
+        ready_host.app.extensions["alisms"].throttle.reset()
     assert _send(client).status_code == 200
     first = emulator.last_param("13800138000")
     emulator.advance_time(61)
     with ready_host.app.app_context():
-        ready_host.app.extensions["alisms"].limiter.reset()
+        ready_host.app.extensions["alisms"].throttle.reset()
     assert _send(client).status_code == 200
     second = emulator.last_param("13800138000")
     if first != second:
@@ -284,7 +284,7 @@ def test_registered_number_gets_no_code_and_same_answer(
     sent_before = len(emulator.messages)
     emulator.advance_time(3600)
     with ready_host.app.app_context():
-        ready_host.app.extensions["alisms"].limiter.reset()
+        ready_host.app.extensions["alisms"].throttle.reset()
     other = ready_host.client()
     response = _send(other)
     assert response.status_code == 200
@@ -318,7 +318,7 @@ def test_reset_password_by_sms(ready_host: Host, emulator: DysmsapiEmulator) -> 
     assert _register(client, emulator.last_param("13800138000")).status_code == 201
     emulator.advance_time(3600)
     with ready_host.app.app_context():
-        ready_host.app.extensions["alisms"].limiter.reset()
+        ready_host.app.extensions["alisms"].throttle.reset()
     assert _send(client, purpose="reset").status_code == 200
     code = emulator.last_param("13800138000")
     response = api_post(
@@ -368,7 +368,7 @@ def test_signals_fire_and_never_carry_the_code(
         _send(client)
         emulator.advance_time(61)
         with ready_host.app.app_context():
-            ready_host.app.extensions["alisms"].limiter.reset()
+            ready_host.app.extensions["alisms"].throttle.reset()
         _send(client)
         code = emulator.last_param("13800138000")
         _register(client, _wrong(code))

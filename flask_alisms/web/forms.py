@@ -16,9 +16,10 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
-from .phones import InvalidPhone, Phone, parse_phone
-from .settings import GROUPS, PARAMETERS, InvalidParameter, Parameter, ParameterRow
-from .state import get_state
+from ..exceptions import InvalidParameter, InvalidPhone
+from ..parameters import GROUPS, PARAMETERS, Parameter, ParameterRow
+from ..phones import Phone, parse_phone
+from ..state import get_state
 
 try:  # WTForms >= 3.3 deprecates (value, label) tuples in favour of SelectChoice.
     from wtforms.fields.choices import SelectChoice
@@ -37,7 +38,7 @@ def country_choices() -> list[Any]:
     import phonenumbers
 
     pairs = []
-    for code in get_state().params.get("phone.allowed_country_codes"):
+    for code in get_state().params.values().allowed_country_codes:
         regions = phonenumbers.region_codes_for_country_code(code)
         pairs.append((str(code), f"+{code} {regions[0] if regions else ''}".strip()))
     return choices(pairs)
@@ -57,15 +58,11 @@ class PhoneMixin:
         try:
             self.parsed_phone = parse_phone(
                 field.data,
-                get_state().params.get("phone.allowed_country_codes"),
+                get_state().params.values().allowed_country_codes,
                 country_code=self.country_code.data,
             )
         except InvalidPhone as exc:
             raise ValidationError(exc.message) from None
-
-
-class SendCodeForm(PhoneMixin, FlaskForm):
-    send = SubmitField("Send code")
 
 
 class RegisterForm(PhoneMixin, FlaskForm):
@@ -82,9 +79,22 @@ class RegisterForm(PhoneMixin, FlaskForm):
     )
 
     def extra_data(self) -> dict[str, Any]:
-        return {
-            name: field.data for name, field in self._fields.items() if name not in self.own_fields
-        }
+        return {name: self[name].data for name in extra_field_names(type(self))}
+
+
+def extra_field_names(form_class: type) -> list[str]:
+    """The fields a host added by subclassing :class:`RegisterForm`, in declaration order.
+
+    The one place that tells the extension's own fields from the host's: the page renders
+    these generically and the JSON API validates them with the host's form.
+    """
+    own = RegisterForm.own_fields
+    declared = getattr(form_class, "_unbound_fields", None) or [
+        (name, getattr(form_class, name))
+        for name in dir(form_class)
+        if not name.startswith("_") and hasattr(getattr(form_class, name, None), "field_class")
+    ]
+    return [name for name, _ in declared if name not in own]
 
 
 class ResetPasswordForm(PhoneMixin, FlaskForm):
@@ -217,9 +227,9 @@ __all__ = [
     "LogFilterForm",
     "RegisterForm",
     "ResetPasswordForm",
-    "SendCodeForm",
     "TestSmsForm",
     "changes_from",
+    "extra_field_names",
     "grouped",
     "parameters_form",
 ]

@@ -18,12 +18,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from .errors import AliSMSError
-from .models import Models, transaction, utcnow
-
-
-class CodeStoreUnavailable(AliSMSError):
-    """The code could not be kept (database or Redis failing), so the SMS sent is useless."""
+from ..models import Models, transaction, utcnow
 
 
 class Verdict(enum.Enum):

@@ -13,20 +13,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover - import only for annotations (avoids a cycle)
-    from flask_alisms.sender import SendResult
+from ..parameters import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SIGN_NAME, TEMPLATE_CODE
 
-__all__ = [
-    "Advice",
-    "AliSMSError",
-    "Category",
-    "ConfigurationError",
-    "SendError",
-    "explain",
-    "known_codes",
-]
+__all__ = ["Advice", "Category", "explain", "known_codes"]
 
 
 class Category(str, enum.Enum):
@@ -69,13 +59,6 @@ class Advice:
 USER_TRY_LATER = "We could not send the SMS right now. Please try again later."
 USER_TOO_MANY = "Too many codes were requested for this number. Please try again later."
 USER_BAD_NUMBER = "This phone number cannot receive SMS."
-
-# --------------------------------------------------------------------------- panel parameters
-
-SIGN_NAME = "aliyun.sms.sign_name"
-TEMPLATE_CODE = "aliyun.sms.sms_code_template_code"
-ACCESS_KEY_ID = "aliyun.sms.access_key_id"
-ACCESS_KEY_SECRET = "aliyun.sms.access_key_secret"  # noqa: S105 - a parameter name
 
 _FILING_DELAY = (
     "The real-name carrier filing of a new signature takes 5–7 (sometimes 7–10) working days; "
@@ -469,32 +452,3 @@ def explain(code: str, http_status: int | None = None) -> Advice:
 
     status = f" (HTTP {http_status})" if http_status is not None else ""
     return Advice(Category.UNKNOWN, _UNKNOWN_ADMIN.format(code=code, status=status), USER_TRY_LATER)
-
-
-# --------------------------------------------------------------------------- exceptions
-
-
-class AliSMSError(Exception):
-    """Base class of every exception this package raises on purpose."""
-
-
-class ConfigurationError(AliSMSError):
-    """The extension is configured in a way that cannot work (named in the message)."""
-
-
-class SendError(AliSMSError):
-    """An SMS could not be sent; :attr:`result` holds the safe outcome when there is one.
-
-    The message names the Aliyun code and category only: never the recipient's code, the
-    template parameters or any secret.
-    """
-
-    def __init__(self, result: SendResult | None = None, message: str | None = None) -> None:
-        self.result = result
-        if message is None:
-            if result is not None:
-                category = result.category.value if result.category is not None else "none"
-                message = f"SMS send failed: {result.code} ({category})"
-            else:
-                message = "SMS send failed"
-        super().__init__(message)

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import phonenumbers
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
 from .crypto import DecryptionError, Keyring
-from .errors import AliSMSError, ConfigurationError
+from .exceptions import ConfigurationError, InvalidParameter
 from .models import Models, transaction, utcnow
 
 logger = logging.getLogger(__name__)
@@ -36,14 +36,6 @@ ACCESS_KEY_SECRET = "aliyun.sms.access_key_secret"  # noqa: S105 - a key name, n
 ALLOW_REGISTER = "server.allow_user_register"
 ENABLE_MOBILE_REGISTER = "server.enable_mobile_register"
 
-
-class InvalidParameter(AliSMSError):
-    """A value an admin or the configuration gave for ``key`` is not acceptable."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-        self.message = message
 
 
 def _parse_bool(value: object) -> bool:
@@ -94,6 +86,11 @@ class Parameter:
     minimum: int | None = None
     maximum: int | None = None
     max_length: int = 200
+
+    @property
+    def attr(self) -> str:
+        """The attribute of :class:`Values` that holds this parameter's typed value."""
+        return self.key.rsplit(".", 1)[-1]
 
     def parse(self, value: object) -> Any:
         """The typed value for ``value`` (text from a form or CLI, or a typed config value)."""
@@ -338,6 +335,44 @@ PARAMETERS: dict[str, Parameter] = {
 REQUIRED_FOR_SMS = tuple(p.key for p in PARAMETERS.values() if p.required_for_sms)
 
 
+@dataclass(frozen=True)
+class Values:
+    """Every parameter's current typed value, as one immutable snapshot.
+
+    Code reads ``params.values().code_length`` (an ``int``), never a key string: a typo is an
+    attribute error that mypy sees, and one request sees one consistent set of values.
+    """
+
+    sign_name: str
+    sms_code_template_code: str
+    template_param_name: str
+    access_key_id: str
+    access_key_secret: str = field(repr=False)
+    allow_user_register: bool
+    enable_mobile_register: bool
+    code_length: int
+    code_ttl: int
+    max_attempts: int
+    resend_interval: int
+    phone_per_hour: int
+    phone_per_day: int
+    ip_per_hour: int
+    global_per_day: int
+    verify_per_hour: int
+    allowed_country_codes: tuple[int, ...]
+
+    @property
+    def sms_ready(self) -> bool:
+        """Every Aliyun parameter a send needs is filled in."""
+        return all(getattr(self, PARAMETERS[key].attr) for key in REQUIRED_FOR_SMS)
+
+    @property
+    def registration_switches_on(self) -> bool:
+        """Both of the guide's switches: ``server.allow_user_register`` and
+        ``server.enable_mobile_register``."""
+        return self.allow_user_register and self.enable_mobile_register
+
+
 def parameter(key: str) -> Parameter:
     try:
         return PARAMETERS[key]
@@ -370,6 +405,7 @@ class _Snapshot:
     values: dict[str, Any]
     sources: dict[str, str]
     loaded_at: float
+    typed: Values
 
 
 class ParameterStore:
@@ -434,7 +470,8 @@ class ParameterStore:
                 values[key], sources[key] = self._defaults[key], "config default"
             else:
                 values[key], sources[key] = param.default, "default"
-        return _Snapshot(values, sources, self._clock())
+        typed = Values(**{PARAMETERS[key].attr: value for key, value in values.items()})
+        return _Snapshot(values, sources, self._clock(), typed)
 
     def _current(self) -> _Snapshot:
         snapshot = self._snapshot
@@ -450,7 +487,12 @@ class ParameterStore:
         """Forget the cached values; the next read goes to the database."""
         self._snapshot = None
 
+    def values(self) -> Values:
+        """The current typed values (cached; see the module docstring)."""
+        return self._current().typed
+
     def get(self, key: str) -> Any:
+        """One value by key, for the panel and the CLI; code reads :meth:`values` instead."""
         parameter(key)
         return self._current().values[key]
 

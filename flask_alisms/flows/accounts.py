@@ -16,24 +16,14 @@ from typing import Any
 from blinker import NamedSignal
 from flask import current_app, session
 
-from . import signals
-from .errors import AliSMSError
-from .limits import Refusal
-from .phones import Phone
-from .state import get_state
+from .. import signals
+from ..exceptions import AccountError
+from ..phones import Phone
+from ..state import get_state
 from .verification import check_code, check_gate
 
 logger = logging.getLogger(__name__)
 
-
-class AccountError(AliSMSError):
-    """A registration or reset step failed; ``reason`` is the stable error code for the API."""
-
-    def __init__(self, reason: str, message: str, *, refusal: Refusal | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -58,7 +48,7 @@ def password_problem(password: object) -> str | None:
         # Control characters and lone surrogates (possible in JSON): a hasher may truncate at
         # a NUL or fail to encode, and that must not happen after the code was spent.
         return "Use letters, digits, spaces and symbols only."
-    extra = get_state().extension.password_validator
+    extra = get_state().callbacks.password_validator
     return extra(password) if extra is not None else None
 
 
@@ -71,7 +61,7 @@ def _verify(phone: Phone, purpose: str, code: object, password: object) -> None:
         raise AccountError(
             "too_many_attempts",
             "Too many attempts for this number. Please try again later.",
-            refusal=outcome.refusal,
+            retry_after=outcome.refusal.retry_after,
         )
     if not outcome.accepted:
         raise AccountError(
@@ -120,7 +110,7 @@ def register(
         "Your account could not be created. Please request a new code and try again.",
     ):
         user = users.create_user(
-            phone.e164, state.extension.hash_password(password), dict(fields or {})
+            phone.e164, state.callbacks.hash_password(password), dict(fields or {})
         )
     return _signed_in(user, phone, "register", signals.user_registered)
 
@@ -143,5 +133,5 @@ def reset_password(phone: Phone, code: object, password: str) -> AccountResult:
         "reset_failed",
         "Your password could not be changed. Please request a new code and try again.",
     ):
-        users.set_password(user, state.extension.hash_password(password))
+        users.set_password(user, state.callbacks.hash_password(password))
     return _signed_in(user, phone, "reset", signals.password_reset)

@@ -15,26 +15,19 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask import current_app
 
-from . import signals
-from .codes import CodeStoreUnavailable, Verdict, generate_code
-from .errors import AliSMSError, Category
-from .limits import Refusal
-from .phones import Phone
-from .sender import SendResult, SmsMessage
-from .settings import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, TEMPLATE_CODE
-from .state import AliSMSState, get_state
+from .. import signals
+from ..exceptions import CodeStoreUnavailable, GateClosed
+from ..i18n import gettext as _
+from ..phones import Phone
+from ..sms import Category, SendResult, SmsMessage
+from ..state import AliSMSState, get_state
+from .codes import Verdict, generate_code
+from .throttle import Refusal
 
 logger = logging.getLogger(__name__)
 
 PURPOSES = ("register", "reset")
 
-
-class GateClosed(AliSMSError):
-    """The admin's switches or a missing Aliyun parameter forbid this action."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason  # "registration_disabled" or "sms_not_configured"
 
 
 @dataclass(frozen=True)
@@ -46,18 +39,19 @@ class SendOutcome:
     refusal: Refusal | None = None
     result: SendResult | None = None
 
-    @property
-    def throttled(self) -> bool:
-        return self.refusal is not None
+
+def failure_message(outcome: SendOutcome) -> str:
+    """The short, safe sentence a user sees when a send failed."""
+    if outcome.result is not None and outcome.result.advice is not None:
+        return str(outcome.result.advice.user_message)
+    return _("We could not send the SMS right now. Please try again later.")
 
 
 def check_gate(purpose: str, state: AliSMSState | None = None) -> None:
     """Raise :class:`GateClosed` when the switches do not allow ``purpose`` right now."""
     state = state or get_state()
-    params = state.params
     if state.user_adapter is None or (
-        purpose == "register"
-        and not (params.get(ALLOW_REGISTER) and params.get(ENABLE_MOBILE_REGISTER))
+        purpose == "register" and not state.params.values().registration_switches_on
     ):
         # Without a user adapter there is nobody to register or reset: closed, not a crash.
         raise GateClosed("registration_disabled")
@@ -166,15 +160,14 @@ def _skip_like_a_send(state: AliSMSState, phone: Phone, purpose: str, code_lengt
     )
     # An unknowable code keeps the store's write pattern identical; nobody can use it.
     digest = state.keyring.code_digest(phone.e164, purpose, generate_code(code_length) + "x")
-    keep = (digest, state.params.get("sms.code_ttl"), 1)
+    keep = (digest, state.params.values().code_ttl, 1)
     _record(state, phone, purpose, skipped, "none", category="skipped", keep=keep)
 
 
 def send_test_message(phone: Phone) -> SendResult:
     """Send a real code SMS with the saved parameters, for the admin's test button and CLI."""
     state = get_state()
-    params = state.params
-    code = generate_code(params.get("sms.code_length"))
+    code = generate_code(state.params.values().code_length)
     sender = state.sender_for_send()
     result = sender.send(_message(state, phone, code), state.credentials())
     _record(state, phone, "test", result, sender.name)
@@ -182,12 +175,12 @@ def send_test_message(phone: Phone) -> SendResult:
 
 
 def _message(state: AliSMSState, phone: Phone, code: str) -> SmsMessage:
-    params = state.params
+    values = state.params.values()
     return SmsMessage(
         phone=phone.aliyun,
-        sign_name=params.get("aliyun.sms.sign_name"),
-        template_code=params.get(TEMPLATE_CODE),
-        params={params.get("aliyun.sms.template_param_name"): code},
+        sign_name=values.sign_name,
+        template_code=values.sms_code_template_code,
+        params={values.template_param_name: code},
     )
 
 
@@ -202,14 +195,14 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     state = get_state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     check_gate(purpose, state)
-    params = state.params
-    interval = params.get("limits.resend_interval")
+    values = state.params.values()
+    interval = values.resend_interval
 
     refusal = state.throttle.hit_send(phone.e164, client_ip)
     if refusal is not None:
         return SendOutcome(False, refusal.retry_after, refusal=refusal)
 
-    code_length = params.get("sms.code_length")
+    code_length = values.code_length
     has_account = state.users.find_by_phone(phone.e164) is not None
     if (purpose == "register") == has_account:
         # register: the number has an account; reset: it has none. Answer as if sent.
@@ -228,7 +221,7 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
 
     state.note_send_time(result.duration_ms / 1000.0)
     digest = state.keyring.code_digest(phone.e164, purpose, code)
-    keep = (digest, params.get("sms.code_ttl"), params.get("sms.max_attempts"))
+    keep = (digest, values.code_ttl, values.max_attempts)
     _record(state, phone, purpose, result, sender.name, keep=keep)
     signals.code_sent.send(app, phone=phone.e164, purpose=purpose, result=result)
     return SendOutcome(True, interval, result=result)

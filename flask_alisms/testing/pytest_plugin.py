@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flask_alisms.testing import DysmsapiEmulator
+from .emulator import DysmsapiEmulator
 
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 

@@ -1,10 +1,4 @@
-"""Sending one SMS: the provider interface and its implementations.
-
-Why an interface: the extension must work against the real Alibaba Cloud SMS API in production,
-print codes on the console in development and record them in memory in the host's tests, and a
-host may plug in its own provider. Every sender answers with a :class:`SendResult`; none raises
-for a provider or network outcome and none retries (SendSms is not idempotent: a timed-out send
-may still have gone out).
+"""The Alibaba Cloud sender: Dysmsapi 2017-05-25 through the official SDK.
 
 Safety: the verification code travels in the template parameters. Nothing here puts those
 values, or the AccessKey secret, into a repr, a result message or a log record. That includes
@@ -14,36 +8,23 @@ request's query string (with the code) and the gateway's string-to-sign.
 
 from __future__ import annotations
 
-import abc
 import hashlib
-import importlib
 import ipaddress
 import json
 import logging
 import re
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
-from flask_alisms.errors import Advice, Category, ConfigurationError, explain
+from ..exceptions import ConfigurationError
+from ..phones import mask
+from .base import Credentials, Sender, SendResult, SmsMessage, elapsed_ms, failure
 
-__all__ = [
-    "AliyunSender",
-    "ConsoleSender",
-    "Credentials",
-    "MemorySender",
-    "SendResult",
-    "Sender",
-    "SmsMessage",
-    "create_sender",
-    "mask_phone",
-]
+__all__ = ["AliyunSender"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,76 +37,6 @@ DEFAULT_READ_TIMEOUT = 10.0
 MAX_CACHED_CLIENTS = 2
 _MAX_MESSAGE_LENGTH = 300
 _REDACTED = "***"
-
-
-# --------------------------------------------------------------------------- value objects
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """An AccessKey pair. The secret never appears in the repr."""
-
-    access_key_id: str
-    access_key_secret: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class SmsMessage:
-    """One verification SMS to one number.
-
-    ``phone`` is already in Aliyun's format (``13800138000``, ``85290001234``). ``params`` are
-    the template variables, all strings (Aliyun refuses other JSON types); they hold the code,
-    so they are left out of the repr and frozen into a read-only mapping.
-    """
-
-    phone: str
-    sign_name: str
-    template_code: str
-    params: Mapping[str, str] = field(repr=False, hash=False)
-    out_id: str | None = None
-
-    def __post_init__(self) -> None:
-        for name, value in self.params.items():
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise TypeError("SmsMessage.params names and values must all be strings")
-        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
-
-
-@dataclass(frozen=True)
-class SendResult:
-    """The outcome of one send, safe to log, store and show to an admin.
-
-    ``ok`` only for HTTP 200 with ``Code == "OK"``. ``code`` is ``"OK"``, Aliyun's error code or
-    the SDK's client error code (``SDK.HttpError``). ``message`` is scrubbed of template values,
-    secrets and the recipient's number, and gateway messages are cut at their first ``:``.
-    """
-
-    ok: bool
-    code: str
-    message: str
-    http_status: int | None
-    request_id: str | None
-    biz_id: str | None
-    duration_ms: float
-    advice: Advice | None
-
-    @property
-    def category(self) -> Category | None:
-        """The failure category, None when the send succeeded."""
-        return self.advice.category if self.advice is not None else None
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def mask_phone(phone: str) -> str:
-    """Hide the middle of a phone number for logs: ``13800138000`` -> ``138****8000``."""
-    phone = phone or ""
-    if len(phone) >= 8:
-        return f"{phone[:3]}****{phone[-4:]}"
-    if len(phone) > 2:
-        return "*" * (len(phone) - 2) + phone[-2:]
-    return "*" * len(phone)
 
 
 def _percent_encode(value: str) -> str:
@@ -147,7 +58,7 @@ def _scrub(text: str, secrets: Iterable[str], phone: str | None = None) -> str:
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, _REDACTED)
     if phone:
-        text = text.replace(phone, mask_phone(phone))
+        text = text.replace(phone, mask(phone))
     if len(text) > _MAX_MESSAGE_LENGTH:
         text = text[:_MAX_MESSAGE_LENGTH] + "…"
     return text
@@ -247,47 +158,6 @@ def _redact_sdk_logs() -> None:
             sdk_logger = logging.getLogger(name)
             if not any(isinstance(f, _SdkLogRedactor) for f in sdk_logger.filters):
                 sdk_logger.addFilter(_SdkLogRedactor())
-
-
-# --------------------------------------------------------------------------- interface
-
-
-class Sender(abc.ABC):
-    """Sends one SMS and reports the outcome.
-
-    Implementations must not raise for a provider or network outcome (return a failed
-    :class:`SendResult` instead), must not retry, and must keep template values and secrets out
-    of results and logs.
-    """
-
-    name: str = "sender"
-
-    @abc.abstractmethod
-    def send(self, message: SmsMessage, credentials: Credentials | None) -> SendResult:
-        """Send ``message`` with ``credentials`` (None where the provider needs none)."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook, most senders hold nothing
-        """Release connections or other resources (no-op by default)."""
-
-
-def _failure(
-    code: str,
-    message: str,
-    *,
-    http_status: int | None,
-    request_id: str | None = None,
-    duration_ms: float = 0.0,
-) -> SendResult:
-    return SendResult(
-        ok=False,
-        code=code,
-        message=message,
-        http_status=http_status,
-        request_id=request_id,
-        biz_id=None,
-        duration_ms=duration_ms,
-        advice=explain(code, http_status),
-    )
 
 
 # --------------------------------------------------------------------------- Aliyun
@@ -450,7 +320,7 @@ class AliyunSender(Sender):
             or not credentials.access_key_id
             or not credentials.access_key_secret
         ):
-            result = _failure("SDK.InvalidCredential", "no AccessKey configured", http_status=None)
+            result = failure("SDK.InvalidCredential", "no AccessKey configured", http_status=None)
             self._log(message, result)
             return result
 
@@ -473,11 +343,11 @@ class AliyunSender(Sender):
             result = self._call(client, request, secrets, message.phone, start)
         except Exception as exc:  # the contract is "never raise"
             # E.g. UnicodeDecodeError from the SDK parsing a non-UTF-8 error body.
-            result = _failure(
+            result = failure(
                 "SDK.UnexpectedError",
                 f"unexpected {type(exc).__name__} in the Aliyun SDK",
                 http_status=getattr(self._local, "status", None),
-                duration_ms=_elapsed_ms(start),
+                duration_ms=elapsed_ms(start),
             )
         self._log(message, result)
         return result
@@ -501,12 +371,12 @@ class AliyunSender(Sender):
                 text = "unparseable error answer"
             else:
                 text = _scrub(_gateway_message(exc.get_error_msg()), secrets, phone)
-            return _failure(
+            return failure(
                 code,
                 text,
                 http_status=status,
                 request_id=exc.get_request_id(),
-                duration_ms=_elapsed_ms(start),
+                duration_ms=elapsed_ms(start),
             )
         except ClientException as exc:
             code = exc.get_error_code() or "SDK.HttpError"
@@ -514,15 +384,15 @@ class AliyunSender(Sender):
                 text = _describe_transport_failure(exc.get_error_msg())
             else:
                 text = _scrub(_gateway_message(exc.get_error_msg()), secrets, phone)
-            return _failure(code, text, http_status=None, duration_ms=_elapsed_ms(start))
+            return failure(code, text, http_status=None, duration_ms=elapsed_ms(start))
         except IndexError:
             # The SDK splits a SignatureDoesNotMatch message at ':' and crashes when there is
             # none; that branch is only reached for HTTP 400 with that code.
-            return _failure(
+            return failure(
                 "SignatureDoesNotMatch",
                 "Specified signature is not matched with our calculation.",
                 http_status=400,
-                duration_ms=_elapsed_ms(start),
+                duration_ms=elapsed_ms(start),
             )
         return self._parse_body(body, secrets, phone, start)
 
@@ -533,15 +403,15 @@ class AliyunSender(Sender):
         except (ValueError, TypeError, AttributeError):
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("Code"), str):
-            return _failure(
+            return failure(
                 "SDK.InvalidResponse",
                 "the answer is not the expected JSON object",
                 http_status=status,
-                duration_ms=_elapsed_ms(start),
+                duration_ms=elapsed_ms(start),
             )
         code = data["Code"]
         request_id = _str_or_none(data.get("RequestId"))
-        duration_ms = _elapsed_ms(start)
+        duration_ms = elapsed_ms(start)
         if code == "OK" and status == 200:
             return SendResult(
                 ok=True,
@@ -557,7 +427,7 @@ class AliyunSender(Sender):
             code = "SDK.InvalidResponse"  # "OK" with a 2xx other than 200 is not a success
         raw_message = data.get("Message")
         text = _scrub(raw_message if isinstance(raw_message, str) else "", secrets, phone)
-        return _failure(
+        return failure(
             code, text, http_status=status, request_id=request_id, duration_ms=duration_ms
         )
 
@@ -565,7 +435,7 @@ class AliyunSender(Sender):
         if result.ok:
             logger.info(
                 "SMS to %s sent: code=%s request_id=%s biz_id=%s duration=%.0fms",
-                mask_phone(message.phone),
+                mask(message.phone),
                 result.code,
                 result.request_id,
                 result.biz_id,
@@ -575,7 +445,7 @@ class AliyunSender(Sender):
             logger.warning(
                 "SMS to %s failed: code=%s category=%s http_status=%s request_id=%s "
                 "message=%r duration=%.0fms",
-                mask_phone(message.phone),
+                mask(message.phone),
                 result.code,
                 result.category.value if result.category else None,
                 result.http_status,
@@ -585,210 +455,7 @@ class AliyunSender(Sender):
             )
 
 
-def _elapsed_ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
-
 
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
-
-# --------------------------------------------------------------------------- development
-
-
-class ConsoleSender(Sender):
-    """Development sender: logs the SMS at WARNING instead of sending it.
-
-    The template values (the code) and the number are masked unless ``reveal`` is true; the
-    extension passes ``reveal=app.debug`` so codes show only on a developer's machine.
-    """
-
-    name = "console"
-
-    def __init__(self, *, reveal: bool = False) -> None:
-        self.reveal = reveal
-
-    def send(self, message: SmsMessage, credentials: Credentials | None) -> SendResult:
-        start = time.perf_counter()
-        if self.reveal:
-            phone = message.phone
-            params = dict(message.params)
-        else:
-            phone = mask_phone(message.phone)
-            params = {name: "*" * len(value) for name, value in message.params.items()}
-        biz_id = f"console-{uuid.uuid4().hex[:16]}"
-        logger.warning(
-            "[console SMS, not sent] to=%s sign=%s template=%s params=%s out_id=%s biz_id=%s",
-            phone,
-            message.sign_name,
-            message.template_code,
-            json.dumps(params, ensure_ascii=False),
-            message.out_id,
-            biz_id,
-        )
-        return SendResult(
-            ok=True,
-            code="OK",
-            message="OK",
-            http_status=None,
-            request_id=None,
-            biz_id=biz_id,
-            duration_ms=_elapsed_ms(start),
-            advice=None,
-        )
-
-
-# --------------------------------------------------------------------------- tests
-
-
-def _simulated_status(code: str) -> int | None:
-    """The HTTP status Aliyun would answer ``code`` with (None for client-side SDK codes)."""
-    if code.startswith("SDK."):
-        return None
-    if code.startswith(("isv.", "isp.")):
-        return 200
-    return {
-        "InvalidAccessKeyId.NotFound": 404,
-        "Forbidden.RAM": 403,
-        "InternalError": 500,
-        "ServiceUnavailable": 503,
-    }.get(code, 400)
-
-
-class MemorySender(Sender):
-    """Test sender: keeps accepted messages in :attr:`outbox` and can simulate failures.
-
-    ``outbox`` holds only the messages a real provider would have accepted; ``attempts``
-    holds every message passed to :meth:`send`, failed ones included.
-    """
-
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.outbox: list[SmsMessage] = []
-        self.attempts: list[SmsMessage] = []
-        self._failures: list[list[Any]] = []  # [code, remaining]
-        self._lock = threading.Lock()
-        self._seq = 0
-
-    def fail_with(self, code: str, times: int = 1) -> None:
-        """Make the next ``times`` sends fail with the Aliyun (or SDK) ``code``."""
-        if times < 1:
-            raise ValueError("times must be at least 1")
-        with self._lock:
-            self._failures.append([code, times])
-
-    def send(self, message: SmsMessage, credentials: Credentials | None) -> SendResult:
-        start = time.perf_counter()
-        with self._lock:
-            self.attempts.append(message)
-            self._seq += 1
-            request_id = f"memory-{self._seq}"
-            if self._failures:
-                failure = self._failures[0]
-                failure[1] -= 1
-                if failure[1] == 0:
-                    self._failures.pop(0)
-                code = str(failure[0])
-                return _failure(
-                    code,
-                    "simulated failure",
-                    http_status=_simulated_status(code),
-                    request_id=request_id,
-                    duration_ms=_elapsed_ms(start),
-                )
-            self.outbox.append(message)
-        return SendResult(
-            ok=True,
-            code="OK",
-            message="OK",
-            http_status=200,
-            request_id=request_id,
-            biz_id=f"memory-biz-{self._seq}",
-            duration_ms=_elapsed_ms(start),
-            advice=None,
-        )
-
-    def last_message(self, phone: str | None = None) -> SmsMessage | None:
-        """The latest accepted message (to ``phone`` if given), or None."""
-        with self._lock:
-            for message in reversed(self.outbox):
-                if phone is None or message.phone == phone:
-                    return message
-        return None
-
-    def last_param(self, phone: str, name: str = "code") -> str:
-        """The template variable ``name`` of the latest accepted message to ``phone``.
-
-        Raises LookupError when nothing was accepted for ``phone`` or the variable is absent.
-        """
-        message = self.last_message(phone)
-        if message is None:
-            raise LookupError(f"no message was accepted for {mask_phone(phone)}")
-        try:
-            return message.params[name]
-        except KeyError:
-            raise LookupError(f"the last message has no {name!r} variable") from None
-
-    def clear(self) -> None:
-        """Forget messages, attempts and pending failures."""
-        with self._lock:
-            self.outbox.clear()
-            self.attempts.clear()
-            self._failures.clear()
-
-
-# --------------------------------------------------------------------------- factory
-
-
-def create_sender(
-    name: str,
-    *,
-    endpoint: str | None = None,
-    region_id: str = DEFAULT_REGION_ID,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    read_timeout: float = DEFAULT_READ_TIMEOUT,
-    reveal_codes: bool = False,
-) -> Sender:
-    """Build the sender named by the ``ALISMS_SENDER`` setting.
-
-    ``"aliyun"``, ``"console"``, ``"memory"``, or ``"package.module:ClassName"`` naming a
-    :class:`Sender` subclass constructible without arguments.
-    """
-    key = (name or "").strip()
-    if key.lower() == "aliyun":
-        return AliyunSender(
-            endpoint=endpoint,
-            region_id=region_id,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-        )
-    if key.lower() == "console":
-        return ConsoleSender(reveal=reveal_codes)
-    if key.lower() == "memory":
-        return MemorySender()
-    if ":" in key:
-        module_name, _, class_name = key.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-            cls = getattr(module, class_name)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise ConfigurationError(
-                f"ALISMS_SENDER={name!r}: cannot import {class_name!r} from {module_name!r} "
-                f"({type(exc).__name__})"
-            ) from exc
-        if not (isinstance(cls, type) and issubclass(cls, Sender)):
-            raise ConfigurationError(
-                f"ALISMS_SENDER={name!r}: {class_name!r} is not a subclass of "
-                "flask_alisms.sender.Sender"
-            )
-        try:
-            return cls()
-        except TypeError as exc:
-            raise ConfigurationError(
-                f"ALISMS_SENDER={name!r}: {class_name!r} must be constructible without arguments"
-            ) from exc
-    raise ConfigurationError(
-        f"ALISMS_SENDER={name!r} is not a known sender: use 'aliyun', 'console', 'memory' or "
-        "'package.module:ClassName'"
-    )

@@ -1,0 +1,197 @@
+"""Send and verification limits, kept in a ``limits`` storage (the one Flask-Limiter uses).
+
+Why the storage and not a Flask-Limiter instance: a Limiter installs a ``before_request`` hook
+on the whole app, so every route of the host would pay for the extension. The storage alone
+costs nothing outside a send or a code check, and is shared with the host's Limiter when the
+host passes one.
+
+Limits are read from the parameter store on every check, so an admin's change applies at once,
+and to the window already spent: a counter is keyed by its rule ("ip-hour"), never by the
+limit's value, so lowering 20 to 19 leaves the 20 sends already made in force. All the limits
+of a request are taken together *after* the input was found valid and *before* anything is
+sent: concurrent requests never send more than allowed, bad input spends no quota, and a
+request refused by one limit spends none of the others. Windows are moving (exact) where the
+storage supports it, so "one per 60 s" means that.
+
+With Redis (the storage for several processes) one Lua script tests and takes every window in
+one round trip, on lists shaped like limits' own moving windows; other storages test, then
+take, each rule under a process lock, which is atomic for ``memory://``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from limits.storage import MovingWindowSupport, RedisClusterStorage, RedisStorage, Storage
+
+from ..exceptions import LimiterUnavailable
+from ..parameters import ParameterStore
+
+logger = logging.getLogger(__name__)
+
+HOUR, DAY = 3600, 86400
+KEY_PREFIX = "alisms"
+
+# Every window as a list of timestamps, newest first, trimmed to the limit. KEYS[i] is rule
+# i's list; ARGV[1] the time now; ARGV[2i], ARGV[2i+1] rule i's limit and window in seconds.
+# Returns 0 when every window took the request, or {i, oldest} for the first rule that
+# refused it, oldest being the entry whose expiry frees a place.
+_ACQUIRE_ALL = b"""
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  if limit < 1 then return {i, ARGV[1]} end
+  local entry = redis.call('LINDEX', KEYS[i], limit - 1)
+  if entry and tonumber(entry) >= now - window then return {i, entry} end
+end
+for i = 1, #KEYS do
+  redis.call('LPUSH', KEYS[i], ARGV[1])
+  redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[2 * i]) - 1)
+  redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2 * i + 1]))
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Which limit said no and when to come back."""
+
+    scope: str  # "phone", "ip", "global" or "verify"
+    retry_after: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One budget: ``limit`` events per ``window`` seconds for one subject.
+
+    ``name`` identifies the budget in the storage; the limit is not part of the key.
+    """
+
+    scope: str
+    name: str
+    subject: str
+    limit: int
+    window: int
+
+    @property
+    def key(self) -> str:
+        return f"{KEY_PREFIX}/{self.name}/{self.subject}"
+
+
+class Throttle:
+    """Applies the parameter store's limits on one ``limits`` storage for all processes."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        params: ParameterStore,
+        *,
+        fail_open: bool,
+        enabled: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.storage = storage
+        self._params = params
+        self._fail_open = fail_open
+        self._enabled = enabled
+        self._script: Any = None
+        self._lock = threading.Lock()
+
+    # -- the budgets ----------------------------------------------------------------------
+
+    def hit_send(self, phone: str, client_ip: str) -> Refusal | None:
+        """Spend one send from every budget that covers this phone and client."""
+        values = self._params.values()
+        return self._apply(
+            [
+                Rule("ip", "ip-hour", client_ip, values.ip_per_hour, HOUR),
+                Rule("phone", "phone-interval", phone, 1, values.resend_interval),
+                Rule("phone", "phone-hour", phone, values.phone_per_hour, HOUR),
+                Rule("phone", "phone-day", phone, values.phone_per_day, DAY),
+                Rule("global", "global-day", "site", values.global_per_day, DAY),
+            ]
+        )
+
+    def hit_verify(self, phone: str) -> Refusal | None:
+        """Spend one code check for this phone, bounding guesses across several codes."""
+        values = self._params.values()
+        return self._apply([Rule("verify", "verify-hour", phone, values.verify_per_hour, HOUR)])
+
+    def reset(self) -> None:
+        """Forget every counter of the storage (tests and ``flask alisms`` maintenance)."""
+        self.storage.reset()
+
+    # -- applying rules -------------------------------------------------------------------
+
+    def _apply(self, rules: Sequence[Rule]) -> Refusal | None:
+        if not self._enabled():
+            return None  # the host's RATELIMIT_ENABLED = False turns every limit off.
+        try:
+            storage = self.storage
+            # Cluster keys live on different nodes, out of one script's reach.
+            if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
+                return self._acquire_in_redis(storage, rules)
+            if isinstance(storage, MovingWindowSupport):
+                return self._acquire_moving(storage, rules)
+            return self._acquire_fixed(storage, rules)
+        except Exception as exc:  # any storage driver's connection error
+            if self._fail_open:
+                logger.error("Limiter storage unavailable, letting the request through: %s", exc)
+                return None
+            logger.error("Limiter storage unavailable, refusing the request: %s", exc)
+            raise LimiterUnavailable("rate limit storage unavailable") from exc
+
+    def _acquire_in_redis(self, storage: RedisStorage, rules: Sequence[Rule]) -> Refusal | None:
+        """All rules in one round trip, all or nothing, whatever the number of processes."""
+        if self._script is None:
+            self._script = storage.get_connection().register_script(_ACQUIRE_ALL)
+        now = repr(time.time())
+        keys, args = [], [now]
+        for rule in rules:
+            keys.append(storage.prefixed_key(rule.key))
+            args += [str(rule.limit), str(rule.window)]
+        answer = self._script(keys=keys, args=args)
+        if not answer:
+            return None
+        index, oldest = int(answer[0]), float(answer[1])
+        rule = rules[index - 1]
+        return Refusal(rule.scope, _seconds(oldest + rule.window - float(now)))
+
+    def _acquire_moving(self, storage: Any, rules: Sequence[Rule]) -> Refusal | None:
+        """Look at every rule, then take: the lock makes it all or nothing in this process.
+
+        With a storage shared between processes (MongoDB) each take is still atomic on its
+        own, so no window ever lets more through than its limit.
+        """
+        with self._lock:
+            for rule in rules:
+                oldest, count = storage.get_moving_window(rule.key, rule.limit, rule.window)
+                if count >= rule.limit:
+                    return Refusal(rule.scope, _seconds(oldest + rule.window - time.time()))
+            for rule in rules:
+                if not storage.acquire_entry(rule.key, rule.limit, rule.window):
+                    oldest, _ = storage.get_moving_window(rule.key, rule.limit, rule.window)
+                    return Refusal(rule.scope, _seconds(oldest + rule.window - time.time()))
+        return None
+
+    def _acquire_fixed(self, storage: Storage, rules: Sequence[Rule]) -> Refusal | None:
+        """Fixed windows (memcached): counted with ``incr``, still keyed by rule."""
+        with self._lock:
+            for rule in rules:
+                if storage.get(rule.key) >= rule.limit:
+                    return Refusal(rule.scope, _seconds(storage.get_expiry(rule.key) - time.time()))
+            for rule in rules:
+                if storage.incr(rule.key, rule.window) > rule.limit:
+                    return Refusal(rule.scope, _seconds(storage.get_expiry(rule.key) - time.time()))
+        return None
+
+
+def _seconds(wait: float) -> int:
+    return max(1, math.ceil(wait))

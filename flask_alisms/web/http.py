@@ -1,0 +1,181 @@
+"""What every view shares: the API's error type, input checks, headers and safe redirects.
+
+API views raise :class:`ApiError`; the blueprint renders it as ``{"error", "message"}`` JSON.
+No helper here returns "a value or a response": a failed check is an exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Response, current_app, jsonify, request, url_for
+from flask_wtf.csrf import validate_csrf
+from wtforms import ValidationError
+
+from ..exceptions import AliSMSError, GateClosed, InvalidPhone
+from ..i18n import gettext as _
+from ..phones import Phone, parse_phone
+from ..state import get_state
+
+MAX_JSON_BYTES = 16 * 1024
+
+#: The HTTP status of each stable error code that a flow can raise.
+STATUS = {
+    "registration_disabled": 403,
+    "sms_not_configured": 503,
+    "weak_password": 422,
+    "invalid_code": 400,
+    "phone_taken": 409,
+    "too_many_attempts": 429,
+    "rate_limited": 429,
+}
+
+
+class ApiError(AliSMSError):
+    """An API answer other than success: ``status``, a stable ``error`` code and a message."""
+
+    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
+        super().__init__(f"{status} {error}")
+        self.status = status
+        self.error = error
+        self.message = message
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+        if "retry_after" in extra:
+            self.headers["Retry-After"] = str(extra["retry_after"])
+
+    def response(self) -> Response:
+        response = jsonify({"error": self.error, "message": self.message, **self.extra})
+        response.status_code = self.status
+        response.headers.update(self.headers)
+        return response
+
+
+def gate_message(reason: str) -> str:
+    """What a user is told when a gate is closed."""
+    if reason == "registration_disabled":
+        return _("Registration by phone is closed on this site.")
+    return _("SMS is not set up on this site yet. Please try again later.")
+
+
+def gate_error(exc: GateClosed) -> ApiError:
+    return ApiError(STATUS[exc.reason], exc.reason, gate_message(exc.reason))
+
+
+def throttled(retry_after: int, message: str | None = None) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        message or _("Too many codes were requested. Please wait before trying again."),
+        retry_after=retry_after,
+    )
+
+
+def client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+def is_api_request() -> bool:
+    prefix = current_app.config["ALISMS_URL_PREFIX"]
+    return request.path.startswith(f"{prefix}/api/")
+
+
+def no_store(response: Response) -> Response:
+    """Panel pages and API answers are private and must never be cached or framed."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    )
+    return response
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, read up to :data:`MAX_JSON_BYTES` whatever the framing."""
+    declared = request.content_length or 0
+    raw = b""
+    if declared <= MAX_JSON_BYTES and request.is_json:
+        # One byte past the cap and no more: a chunked body has no Content-Length, and a
+        # server that terminates the input (gunicorn) would let get_json() read all of it.
+        # The stream may answer a read with less than asked, hence the loop.
+        while len(raw) <= MAX_JSON_BYTES:
+            chunk = request.stream.read(MAX_JSON_BYTES + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
+    if max(declared, len(raw)) > MAX_JSON_BYTES:
+        raise ApiError(413, "too_large", _("The request body is too large."))
+    try:
+        data = current_app.json.loads(raw) if raw else None
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." past the stack's depth
+        data = None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", _("Send a JSON object."))
+    return data
+
+
+def csrf_error() -> ApiError:
+    return ApiError(
+        400,
+        "csrf_failed",
+        _(
+            "Missing or expired CSRF token: get one from %(url)s and send it in the "
+            "X-CSRFToken header.",
+            url=url_for("alisms.api_csrf_token"),
+        ),
+    )
+
+
+def check_csrf_header() -> None:
+    try:
+        validate_csrf(request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token"))
+    except ValidationError:
+        raise csrf_error() from None
+
+
+def phone_from(data: dict[str, Any]) -> Phone:
+    try:
+        return parse_phone(
+            data.get("phone"),
+            get_state().params.values().allowed_country_codes,
+            country_code=data.get("country_code"),
+        )
+    except InvalidPhone as exc:
+        raise ApiError(400, exc.reason, exc.message) from None
+
+
+def api_input() -> tuple[dict[str, Any], Phone]:
+    """The checks every API POST starts with: a JSON object, the CSRF header, a valid phone."""
+    data = json_body()
+    check_csrf_header()
+    return data, phone_from(data)
+
+
+def storable(text: str) -> bool:
+    """Text every database takes: valid UTF-8 (no lone surrogate) and no NUL (PostgreSQL)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def local_redirect_target(configured: str) -> str:
+    """Honour ``?next=`` only for local paths, so the flow cannot be an open redirect."""
+    target = request.args.get("next", "")
+    if (
+        target.startswith("/")
+        and not target.startswith(("//", "/\\"))
+        and "\\" not in target
+        # Browsers drop tabs and newlines inside URLs ("/\t/evil.com" is "//evil.com"), and a
+        # CR or LF cannot go into a Location header at all.
+        and target.isprintable()
+        and not urlsplit(target).netloc
+    ):
+        return target
+    return configured

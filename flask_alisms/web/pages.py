@@ -1,0 +1,133 @@
+"""The end-user pages: register and reset password, working without JavaScript.
+
+"Send code" posts the same form as the final submit, so a browser without JS can do the whole
+flow. Each page runs the very flows the JSON API runs (:mod:`flask_alisms.flows`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, flash, redirect, render_template, request
+from flask_wtf import FlaskForm
+
+from ..exceptions import AccountError, GateClosed
+from ..flows import accounts, verification
+from ..i18n import gettext as _
+from ..state import get_state
+from .forms import RegisterForm, ResetPasswordForm, extra_field_names
+from .http import STATUS, client_ip, gate_message, local_redirect_target, storable
+
+
+def register() -> Any:
+    form_class = get_state().callbacks.register_form or RegisterForm
+    return account_page(
+        "register",
+        form_class(),
+        "alisms/register.html",
+        current_app.config["ALISMS_REGISTER_REDIRECT"],
+    )
+
+
+def reset_password() -> Any:
+    return account_page(
+        "reset",
+        ResetPasswordForm(),
+        "alisms/reset_password.html",
+        current_app.config["ALISMS_RESET_REDIRECT"],
+    )
+
+
+def account_page(purpose: str, form: Any, template: str, redirect_to: str) -> Any:
+    """One page for a code flow: GET shows it, "Send code" sends, the submit finishes."""
+    state = get_state()
+    form.prepare_countries()
+    closed = None
+    try:
+        verification.check_gate(purpose, state)
+    except GateClosed as exc:
+        closed = gate_message(exc.reason)
+    status, resend_after = 200, 0
+    headers: dict[str, str] = {}
+    if request.method == "POST" and closed is not None:
+        status = 403
+    elif request.method == "POST":
+        sending = bool(form.send.data)
+        if not (_phone_part_valid(form) if sending else _whole_form_valid(form, purpose)):
+            status = 400
+        elif sending:
+            status, headers, resend_after = _send_code(form, purpose)
+        else:
+            try:
+                return _finish(form, purpose, redirect_to)
+            except AccountError as exc:
+                status, headers = _show_account_error(form, exc)
+    page = render_template(
+        template,
+        form=form,
+        gate_message=closed,
+        resend_after=resend_after,
+        code_length=state.params.values().code_length,
+        extra_fields=extra_field_names(type(form)),
+    )
+    return page, status, headers
+
+
+def _send_code(form: Any, purpose: str) -> tuple[int, dict[str, str], int]:
+    outcome = verification.request_code(form.parsed_phone, purpose, client_ip())
+    if outcome.refusal is not None:
+        wait = outcome.refusal.retry_after
+        flash(
+            _("Too many codes were requested. Try again in %(seconds)s seconds.", seconds=wait),
+            "error",
+        )
+        return 429, {"Retry-After": str(wait)}, wait
+    if outcome.sent:
+        flash(_("We sent a code by SMS. It is valid for a few minutes."), "success")
+        return 200, {}, outcome.resend_after
+    flash(verification.failure_message(outcome), "error")
+    return 502, {}, 0
+
+
+def _finish(form: Any, purpose: str, redirect_to: str) -> Any:
+    """Run the flow and redirect; raises :class:`AccountError` when it refuses."""
+    phone, code, password = form.parsed_phone, form.code.data, form.password.data or ""
+    if purpose == "register":
+        accounts.register(phone, code, password, form.extra_data())
+        flash(_("Welcome! Your account is ready."), "success")
+    else:
+        accounts.reset_password(phone, code, password)
+        flash(_("Your password was changed."), "success")
+    return redirect(local_redirect_target(redirect_to))
+
+
+def _show_account_error(form: Any, exc: AccountError) -> tuple[int, dict[str, str]]:
+    """Put the flow's refusal on the field it concerns; the status and headers to answer."""
+    field = form.password if exc.reason == "weak_password" else form.code
+    field.errors = [*field.errors, exc.message]
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+    return STATUS.get(exc.reason, 503), headers
+
+
+def _phone_part_valid(form: FlaskForm) -> bool:
+    """ "Send code" needs only the token and the phone, not the host's other sign-up fields."""
+    checks = [
+        form.csrf_token.validate(form) if hasattr(form, "csrf_token") else True,
+        form.country_code.validate(form),
+        form.phone.validate(form, [type(form).validate_phone]),
+    ]
+    return all(checks)
+
+
+def _whole_form_valid(form: Any, purpose: str) -> bool:
+    if not form.validate_on_submit():
+        return False
+    if purpose != "register":
+        return True
+    # The host's extra fields must fit any database; checked before the code is spent.
+    storable_all = True
+    for name, value in form.extra_data().items():
+        if isinstance(value, str) and not storable(value):
+            form[name].errors = [*form[name].errors, _("Remove the invalid characters.")]
+            storable_all = False
+    return storable_all

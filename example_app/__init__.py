@@ -24,8 +24,12 @@ from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length
 
 from flask_alisms import AliSMS, SQLAlchemyUserAdapter
-from flask_alisms.i18n import current_language, gettext
+from flask_alisms.i18n import current_language, gettext, lazy_gettext, ngettext
 from flask_alisms.phones import InvalidPhone, parse_phone
+from flask_alisms.web.forms import TranslatedMeta
+
+#: The site's own strings, in the flask_alisms domain; the extension searches it first.
+TRANSLATIONS = Path(__file__).parent / "translations"
 
 db = SQLAlchemy()
 csrf = CSRFProtect()
@@ -58,9 +62,15 @@ def load_admin() -> str | None:
 
 
 class LoginForm(FlaskForm):
-    phone = StringField("Mobile number", validators=[InputRequired(), Length(max=32)])
-    password = PasswordField("Password", validators=[InputRequired(), Length(max=256)])
-    submit = SubmitField("Sign in")
+    Meta = TranslatedMeta  # WTForms' own messages in the page's language
+
+    phone = StringField(
+        lazy_gettext("Mobile number"), validators=[InputRequired(), Length(max=32)]
+    )
+    password = PasswordField(
+        lazy_gettext("Password"), validators=[InputRequired(), Length(max=256)]
+    )
+    submit = SubmitField(lazy_gettext("Sign in"))
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -75,6 +85,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "server.allow_user_register": True,
             "server.enable_mobile_register": True,
         },
+        # The site's catalogue (example_app/translations) before flask-alisms' own.
+        ALISMS_TRANSLATION_DIRECTORIES=[str(TRANSLATIONS)],
     )
     app.config.from_pyfile("config.py", silent=True)
     # The conventional variables of hosting platforms, then FLASK_* ones (which win).
@@ -98,8 +110,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     @app.context_processor
     def translations() -> dict[str, Any]:
-        # The site reuses flask-alisms' catalogue so its pages follow the same language.
-        return {"_": gettext, "alisms_lang": current_language()}
+        # The site's pages use flask-alisms' machinery, so they follow the same language.
+        return {
+            "_": gettext,
+            "gettext": gettext,
+            "ngettext": ngettext,
+            "alisms_lang": current_language(),
+        }
 
     @app.get("/")
     def index() -> str:
@@ -121,13 +138,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                 session.clear()
                 login(user)
                 return redirect(url_for("index"))
-            form.password.errors.append("Wrong number or password.")
+            form.password.errors.append(gettext("Wrong number or password."))
         return render_template("example/login.html", form=form)
 
     @app.post("/logout")
     def logout() -> Any:
         session.clear()  # CSRFProtect has checked the token
-        flash("Signed out.", "info")
+        flash(gettext("Signed out."), "info")
         return redirect(url_for("index"))
 
     @app.cli.command("init-db")

@@ -95,8 +95,10 @@ def check() -> None:
         (ENABLE_MOBILE_REGISTER, values.enable_mobile_register),
     )
     problems += [f"{key} is false" for key, on in switches if not on]
+    if state.user_adapter is None:
+        problems.append("no user adapter: pass AliSMS(user_adapter=...)")
     click.echo(f"Sender: {state.sender_for_send().name}")
-    if not problems:
+    if state.mobile_registration_open():  # the verdict; the list above only says why not
         click.echo("Ready: mobile registration is open.")
         return
     for problem in problems:

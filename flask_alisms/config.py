@@ -6,11 +6,13 @@ an admin may change at run time lives in the parameter store instead (see :mod:`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Config
 
+from . import i18n
 from .exceptions import ConfigurationError
 
 SENDERS = ("aliyun", "console", "memory", "auto")
@@ -56,8 +58,12 @@ DEFAULTS: dict[str, Any] = {
     # Serve the admin panel and the end-user pages (the JSON API is always on).
     "ALISMS_ADMIN_VIEWS": True,
     "ALISMS_USER_VIEWS": True,
-    # Page language: None follows the browser's Accept-Language; "en" or "zh" forces one.
+    # Page language: None follows the browser's Accept-Language (or Flask-Babel's choice when
+    # the host runs it); "en", "zh_Hans"/"zh-Hans"/"zh" or "zh_Hant"/"zh-TW"... forces one.
     "ALISMS_LANGUAGE": None,
+    # Directories with <locale>/LC_MESSAGES/flask_alisms.mo, searched before the package's own:
+    # a host adds a language or overrides a string there. Relative paths start at app.root_path.
+    "ALISMS_TRANSLATION_DIRECTORIES": [],
 }
 
 
@@ -135,5 +141,26 @@ def validate(config: Config) -> None:
         target = config[key_name]
         if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
             raise ConfigurationError(f"{key_name} must be a local path such as '/'.")
-    if config["ALISMS_LANGUAGE"] not in (None, "en", "zh"):
-        raise ConfigurationError("ALISMS_LANGUAGE must be None, 'en' or 'zh'.")
+    _validate_languages(config)
+
+
+def _validate_languages(config: Config) -> None:
+    directories = config["ALISMS_TRANSLATION_DIRECTORIES"]
+    if not isinstance(directories, (list, tuple)) or not all(
+        isinstance(item, (str, os.PathLike)) and str(item) for item in directories
+    ):
+        raise ConfigurationError(
+            "ALISMS_TRANSLATION_DIRECTORIES must be a list of directory paths, e.g. "
+            "['translations']."
+        )
+    language = config["ALISMS_LANGUAGE"]
+    if language is None:
+        return
+    available = i18n.available_locales(
+        tuple(os.path.join(config.root_path, os.fspath(item)) for item in directories)
+    )
+    if not isinstance(language, str) or i18n.normalise(language, available) is None:
+        raise ConfigurationError(
+            f"ALISMS_LANGUAGE must be None (follow the browser) or one of "
+            f"{', '.join(available)} (tags such as 'zh-TW' work too); got {language!r}."
+        )

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from flask import Flask
 from flask_limiter import Limiter
 from flask_sqlalchemy import SQLAlchemy
+from limits.errors import ConfigurationError as LimitsConfigurationError
 from limits.storage import Storage, storage_from_string
 from werkzeug.security import generate_password_hash
 
@@ -147,26 +148,29 @@ class AliSMS:
     def _limit_storage(self, app: Flask) -> tuple[Storage, Callable[[], bool]]:
         """The ``limits`` storage for the send limits, and whether limits are on.
 
-        The host's Limiter lends its storage (and its ``RATELIMIT_ENABLED`` switch); otherwise
-        the storage comes straight from ``ALISMS_LIMITER_STORAGE_URI``, with no Limiter and so
-        no request hook on the host's app.
+        No Limiter is created or initialised here: a Limiter hooks every request of the app,
+        and the limits are needed by two views only. The storage comes from
+        ``ALISMS_LIMITER_STORAGE_URI``, else from the host's Limiter, else ``memory://``. A host
+        Limiter also lends its ``RATELIMIT_ENABLED`` switch, so turning the host's limits off
+        (as test suites do) turns these off too; without one the limits are always on.
         """
         storage_uri = app.config["ALISMS_LIMITER_STORAGE_URI"]
         limiter = self.limiter
-        if limiter is None or storage_uri:
-            storage = storage_from_string(storage_uri or "memory://")
-            if not isinstance(storage, Storage):
-                raise ConfigurationError(
-                    "ALISMS_LIMITER_STORAGE_URI must name a synchronous storage such as "
-                    f"redis:// or memory://, not {storage_uri!r}."
-                )
-            return storage, lambda: True
+        enabled: Callable[[], bool] = (
+            (lambda: True) if limiter is None else (lambda: bool(limiter.enabled))
+        )
+        if storage_uri or limiter is None:
+            return _storage_from_uri(storage_uri or "memory://"), enabled
+        if not limiter.enabled:
+            # A disabled Limiter skips init_app and has no storage: nothing to share, and
+            # nothing to count until the host turns it on.
+            return _storage_from_uri("memory://"), enabled
         if not getattr(limiter, "initialized", False):
             raise ConfigurationError(
                 "Pass a Limiter that is already initialised on this app (limiter.init_app(app) "
                 "before AliSMS), or set ALISMS_LIMITER_STORAGE_URI."
             )
-        return limiter.storage, lambda: bool(limiter.enabled)
+        return limiter.storage, enabled
 
     def _make_senders(self, app: Flask) -> tuple[Sender, Sender | None]:
         if self.sender is not None:
@@ -199,3 +203,17 @@ class AliSMS:
     def mobile_registration_open(self) -> bool:
         """Whether the host should offer "register by phone" right now (for login pages)."""
         return get_state().mobile_registration_open()
+
+
+def _storage_from_uri(uri: str) -> Storage:
+    """A synchronous ``limits`` storage, or a ConfigurationError naming the setting."""
+    try:
+        storage = storage_from_string(uri)
+    except LimitsConfigurationError as exc:
+        raise ConfigurationError(f"ALISMS_LIMITER_STORAGE_URI={uri!r}: {exc}") from exc
+    if not isinstance(storage, Storage):
+        raise ConfigurationError(
+            "ALISMS_LIMITER_STORAGE_URI must name a synchronous storage such as "
+            f"redis:// or memory://, not {uri!r}."
+        )
+    return storage

@@ -25,6 +25,8 @@ from flask_sqlalchemy import SQLAlchemy
 
 from .crypto import DecryptionError, Keyring
 from .exceptions import ConfigurationError, InvalidParameter
+from .i18n import gettext as _
+from .i18n import lazy_gettext as _l
 from .models import Models, transaction, utcnow
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def _parse_bool(value: object) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise ValueError("must be true or false")
+    raise ValueError(_("must be true or false"))
 
 
 def _parse_country_codes(value: object) -> tuple[int, ...]:
@@ -53,18 +55,24 @@ def _parse_country_codes(value: object) -> tuple[int, ...]:
     elif isinstance(value, (list, tuple)):
         items = value
     else:
-        raise ValueError("must be a comma-separated list of country calling codes, e.g. 86,852")
+        raise ValueError(
+            _("must be a comma-separated list of country calling codes, e.g. 86,852")
+        )
     codes: list[int] = []
     for item in items:
         text = str(item).strip().lstrip("+")
         # isascii: "²" is a digit to str.isdigit() but not to int().
         digits = text.isascii() and text.isdigit()
         if not digits or int(text) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            raise ValueError(f"{item!s} is not a country calling code (86 is mainland China)")
+            raise ValueError(
+                _(
+                    "%(item)s is not a country calling code (86 is mainland China)", item=item
+                )
+            )
         if int(text) not in codes:
             codes.append(int(text))
     if not codes:
-        raise ValueError("needs at least one country calling code, e.g. 86")
+        raise ValueError(_("needs at least one country calling code, e.g. 86"))
     return tuple(codes)
 
 
@@ -106,25 +114,27 @@ class Parameter:
             return _parse_country_codes(value)
         if self.kind == "int":
             if isinstance(value, bool):
-                raise ValueError("must be a whole number")
+                raise ValueError(_("must be a whole number"))
             try:
                 number = int(str(value).strip())
             except ValueError:
-                raise ValueError("must be a whole number") from None
+                raise ValueError(_("must be a whole number")) from None
             if self.minimum is not None and number < self.minimum:
-                raise ValueError(f"must be at least {self.minimum}")
+                raise ValueError(_("must be at least %(number)s", number=self.minimum))
             if self.maximum is not None and number > self.maximum:
-                raise ValueError(f"must be at most {self.maximum}")
+                raise ValueError(_("must be at most %(number)s", number=self.maximum))
             return number
         if not isinstance(value, str):
-            raise ValueError("must be text")
+            raise ValueError(_("must be text"))
         text = value if self.secret else value.strip()
         if len(text) > self.max_length:
-            raise ValueError(f"must be at most {self.max_length} characters")
+            raise ValueError(
+                _("must be at most %(count)s characters", count=self.max_length)
+            )
         if any(ch in text for ch in "\r\n\t\x00"):
-            raise ValueError("must be one line without control characters")
+            raise ValueError(_("must be one line without control characters"))
         if text and self.pattern and not re.fullmatch(self.pattern, text):
-            raise ValueError(self.pattern_hint or "has the wrong format")
+            raise ValueError(str(self.pattern_hint) or _("has the wrong format"))
         return text
 
     def dump(self, value: Any) -> str:
@@ -148,13 +158,13 @@ class Parameter:
 
 
 GROUPS: dict[str, str] = {
-    "signature": "Signature",
-    "template": "Template",
-    "accesskey": "AccessKey",
-    "registration": "Registration switches",
-    "codes": "Verification codes",
-    "limits": "Send limits",
-    "phones": "Phone numbers",
+    "signature": _l("Signature"),
+    "template": _l("Template"),
+    "accesskey": _l("AccessKey"),
+    "registration": _l("Registration switches"),
+    "codes": _l("Verification codes"),
+    "limits": _l("Send limits"),
+    "phones": _l("Phone numbers"),
 }
 
 PARAMETERS: dict[str, Parameter] = {
@@ -165,8 +175,8 @@ PARAMETERS: dict[str, Parameter] = {
             "str",
             "",
             "signature",
-            "Signature name",
-            "The approved SMS signature (签名名称) exactly as the SMS console lists it.",
+            _l("Signature name"),
+            _l("The approved SMS signature (签名名称) exactly as the SMS console lists it."),
             required_for_sms=True,
             max_length=64,
         ),
@@ -175,69 +185,72 @@ PARAMETERS: dict[str, Parameter] = {
             "str",
             "",
             "template",
-            "Verification code template",
-            "The approved verification-code template's code (模版CODE), e.g. SMS_154950909.",
+            _l("Verification code template"),
+            _l("The approved verification-code template's code (模版CODE), e.g. SMS_154950909."),
             required_for_sms=True,
             pattern=r"SMS_\d{3,20}",
-            pattern_hint="must look like SMS_154950909",
+            pattern_hint=_l("must look like SMS_154950909"),
         ),
         Parameter(
             "aliyun.sms.template_param_name",
             "str",
             "code",
             "template",
-            "Template variable",
-            "The template's variable that receives the code, without ${}: usually code.",
+            _l("Template variable"),
+            _l("The template's variable that receives the code, without ${}: usually code."),
             pattern=r"[A-Za-z_][A-Za-z0-9_]{0,31}",
-            pattern_hint="must be a variable name such as code",
+            pattern_hint=_l("must be a variable name such as code"),
         ),
         Parameter(
             ACCESS_KEY_ID,
             "str",
             "",
             "accesskey",
-            "AccessKey ID",
-            "A RAM user's AccessKey ID; the user needs the AliyunDysmsFullAccess policy.",
+            _l("AccessKey ID"),
+            _l("A RAM user's AccessKey ID; the user needs the AliyunDysmsFullAccess policy."),
             masked=True,
             required_for_sms=True,
             pattern=r"[A-Za-z0-9]{4,128}",
-            pattern_hint="must be letters and digits only, as the RAM console shows it",
+            pattern_hint=_l("must be letters and digits only, as the RAM console shows it"),
         ),
         Parameter(
             ACCESS_KEY_SECRET,
             "str",
             "",
             "accesskey",
-            "AccessKey secret",
-            "Shown once when the AccessKey is created. Stored encrypted; never shown again.",
+            _l("AccessKey secret"),
+            _l("Shown once when the AccessKey is created. Stored encrypted; never shown again."),
             secret=True,
             required_for_sms=True,
             pattern=r"[A-Za-z0-9+/=_\-]{4,128}",
-            pattern_hint="must be the secret exactly as the RAM console showed it, no spaces",
+            pattern_hint=_l("must be the secret exactly as the RAM console showed it, no spaces"),
         ),
         Parameter(
             ALLOW_REGISTER,
             "bool",
             False,
             "registration",
-            "Allow user registration",
-            "Master switch for new accounts (true or false).",
+            _l("Allow user registration"),
+            _l("Master switch for new accounts (true or false)."),
         ),
         Parameter(
             ENABLE_MOBILE_REGISTER,
             "bool",
             False,
             "registration",
-            "Enable mobile registration",
-            "Sign-up by phone with an SMS code; needs every Aliyun parameter above (true/false).",
+            _l("Enable mobile registration"),
+            _l(
+                "Sign-up by phone with an SMS code; needs every Aliyun parameter above "
+                "(true/false)."
+            ),
         ),
         Parameter(
             "sms.code_length",
             "int",
             6,
             "codes",
-            "Code length",
-            "Digits in a code; Aliyun's code templates take 4 to 8.",
+            _l("Code length"),
+            _l("Digits in a code; Aliyun's code templates take 4 to 8."),
             minimum=4,
             maximum=8,
         ),
@@ -246,8 +259,8 @@ PARAMETERS: dict[str, Parameter] = {
             "int",
             300,
             "codes",
-            "Code lifetime (seconds)",
-            "How long a code can be used after it was sent.",
+            _l("Code lifetime (seconds)"),
+            _l("How long a code can be used after it was sent."),
             minimum=60,
             maximum=600,
         ),
@@ -256,8 +269,8 @@ PARAMETERS: dict[str, Parameter] = {
             "int",
             5,
             "codes",
-            "Wrong tries per code",
-            "After this many wrong tries the code is burnt and a new one is needed.",
+            _l("Wrong tries per code"),
+            _l("After this many wrong tries the code is burnt and a new one is needed."),
             minimum=1,
             maximum=10,
         ),
@@ -266,8 +279,8 @@ PARAMETERS: dict[str, Parameter] = {
             "int",
             60,
             "limits",
-            "Resend interval (seconds)",
-            "Minimum wait between two codes to one number (Aliyun allows 1 per minute).",
+            _l("Resend interval (seconds)"),
+            _l("Minimum wait between two codes to one number (Aliyun allows 1 per minute)."),
             minimum=30,
             maximum=3600,
         ),
@@ -276,8 +289,8 @@ PARAMETERS: dict[str, Parameter] = {
             "int",
             5,
             "limits",
-            "Codes per number per hour",
-            "Aliyun's own default is 5; keep this at or below it.",
+            _l("Codes per number per hour"),
+            _l("Aliyun's own default is 5; keep this at or below it."),
             minimum=1,
             maximum=100,
         ),
@@ -286,8 +299,8 @@ PARAMETERS: dict[str, Parameter] = {
             "int",
             10,
             "limits",
-            "Codes per number per day",
-            "Aliyun's own default is 10; keep this at or below it.",
+            _l("Codes per number per day"),
+            _l("Aliyun's own default is 10; keep this at or below it."),
             minimum=1,
             maximum=1000,
         ),
@@ -296,8 +309,8 @@ PARAMETERS: dict[str, Parameter] = {
             "int",
             20,
             "limits",
-            "Codes per client IP per hour",
-            "Stops one client from spraying codes at many numbers.",
+            _l("Codes per client IP per hour"),
+            _l("Stops one client from spraying codes at many numbers."),
             minimum=1,
             maximum=100000,
         ),
@@ -306,8 +319,8 @@ PARAMETERS: dict[str, Parameter] = {
             "int",
             1000,
             "limits",
-            "Daily budget (all numbers)",
-            "Total codes per day for the whole site: a ceiling on the SMS bill.",
+            _l("Daily budget (all numbers)"),
+            _l("Total codes per day for the whole site: a ceiling on the SMS bill."),
             minimum=1,
             maximum=10000000,
         ),
@@ -316,8 +329,8 @@ PARAMETERS: dict[str, Parameter] = {
             "int",
             20,
             "limits",
-            "Code checks per number per hour",
-            "Bounds guessing across several codes.",
+            _l("Code checks per number per hour"),
+            _l("Bounds guessing across several codes."),
             minimum=1,
             maximum=1000,
         ),
@@ -326,8 +339,8 @@ PARAMETERS: dict[str, Parameter] = {
             "codes",
             (86,),
             "phones",
-            "Allowed country codes",
-            "Comma-separated calling codes users may register with; 86 is mainland China.",
+            _l("Allowed country codes"),
+            _l("Comma-separated calling codes users may register with; 86 is mainland China."),
         ),
     )
 }
@@ -378,7 +391,7 @@ def parameter(key: str) -> Parameter:
         return PARAMETERS[key]
     except KeyError:
         raise InvalidParameter(
-            key, "unknown parameter; `flask alisms params show` lists them"
+            key, _("unknown parameter; `flask alisms params show` lists them")
         ) from None
 
 
@@ -532,7 +545,7 @@ class ParameterStore:
             param = parameter(key)
             if key in self._overrides:
                 raise InvalidParameter(
-                    key, "is fixed by ALISMS_PARAMS in the app config; change it there"
+                    key, _("is fixed by ALISMS_PARAMS in the app config; change it there")
                 )
             parsed[key] = None if value is None or value == "" else param.parse(value)
 
@@ -550,7 +563,10 @@ class ParameterStore:
             if missing:
                 raise InvalidParameter(
                     ENABLE_MOBILE_REGISTER,
-                    "cannot be switched on while these are empty: " + ", ".join(missing),
+                    _(
+                        "cannot be switched on while these are empty: %(keys)s",
+                        keys=", ".join(missing),
+                    ),
                 )
 
         model, change = self._models.Parameter, self._models.ParameterChange

@@ -9,6 +9,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
 from .exceptions import InvalidPhone
+from .i18n import gettext as _
 
 MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 MAX_INPUT_LENGTH = 32
@@ -61,35 +62,35 @@ def parse_phone(
     """
     allowed = tuple(allowed_country_codes)
     if not isinstance(text, str) or not text.strip():
-        raise InvalidPhone("invalid_phone", "Enter a mobile phone number.")
+        raise InvalidPhone("invalid_phone", _("Enter a mobile phone number."))
     if len(text) > MAX_INPUT_LENGTH:
-        raise InvalidPhone("invalid_phone", "That phone number is too long.")
+        raise InvalidPhone("invalid_phone", _("That phone number is too long."))
     calling_code = allowed[0]
     if country_code not in (None, ""):
         try:
             calling_code = int(str(country_code).strip().lstrip("+"))
         except ValueError:
-            raise InvalidPhone("invalid_phone", "Choose a country code from the list.") from None
+            raise InvalidPhone("invalid_phone", _("Choose a country code from the list.")) from None
     region = phonenumbers.region_code_for_country_code(calling_code)
     cleaned = text.strip()
     if any(ch < " " or ch == "\x7f" for ch in cleaned):
         # phonenumbers skips leading junk, but nobody types a NUL or a control character.
-        raise InvalidPhone("invalid_phone", "That is not a valid phone number.")
+        raise InvalidPhone("invalid_phone", _("That is not a valid phone number."))
     if cleaned.startswith("00"):
         cleaned = "+" + cleaned[2:]
     try:
         number = phonenumbers.parse(cleaned, None if cleaned.startswith("+") else region)
     except NumberParseException:
-        raise InvalidPhone("invalid_phone", "That is not a valid phone number.") from None
+        raise InvalidPhone("invalid_phone", _("That is not a valid phone number.")) from None
     if number.country_code not in allowed:
         raise InvalidPhone(
             "country_not_allowed",
-            "Numbers from this country cannot be used here.",
+            _("Numbers from this country cannot be used here."),
         )
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone("invalid_phone", "That is not a valid phone number.")
+        raise InvalidPhone("invalid_phone", _("That is not a valid phone number."))
     if phonenumbers.number_type(number) not in MOBILE_TYPES:
-        raise InvalidPhone("invalid_phone", "Enter a mobile number; SMS cannot reach this one.")
+        raise InvalidPhone("invalid_phone", _("Enter a mobile number; SMS cannot reach this one."))
     national = phonenumbers.national_significant_number(number)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Phone(e164=e164, country_code=number.country_code, national_number=national)

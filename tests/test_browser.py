@@ -421,7 +421,7 @@ def test_impatient_visitor_is_throttled(site: Site, page: Any, shot: Callable[..
 def test_register_page_in_chinese(site: Site, zh_page: Any, shot: Callable[..., None]) -> None:
     _configure(site)
     zh_page.goto(site("/alisms/register"))
-    expect(zh_page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(zh_page.locator("html")).to_have_attribute("lang", "zh-Hans")
     expect(zh_page.get_by_role("heading", name="注册账号")).to_be_visible()
     expect(zh_page.get_by_label("手机号")).to_be_visible()
     expect(zh_page.get_by_label("验证码")).to_be_visible()

@@ -1,172 +1,139 @@
-"""The English/Chinese catalogue: complete for every page string, and the language choice."""
+"""The gettext catalogues: complete, up to date with the code, and the language choice."""
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.mofile import read_mo, write_mo
+from babel.messages.pofile import read_po
 from flask import Blueprint, Flask, render_template_string
-from jinja2 import Environment, nodes
 
+import example_app
 import flask_alisms
 from flask_alisms import i18n
-from flask_alisms.i18n import ZH, translate
 
 PACKAGE = Path(flask_alisms.__file__).parent
-TEMPLATES = sorted((PACKAGE / "templates").rglob("*.html"))
-PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
+ROOT = PACKAGE.parent
+EXAMPLE = Path(example_app.__file__).parent
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None, "_l": None}
+# (catalogue directory, babel.cfg, the directory the cfg's patterns start from)
+CATALOGUES = [
+    (PACKAGE / "translations", ROOT / "babel.cfg", ROOT),
+    (EXAMPLE / "translations", EXAMPLE / "babel.cfg", EXAMPLE),
+]
+PERCENT = re.compile(r"%\((\w+)\)[sd]")
+BRACES = re.compile(r"(?<!\{)\{(\w+)[^{}]*\}(?!\})")
 
 
-def template_strings() -> list[tuple[str, str]]:
-    """(template, text) for every ``_("literal", ...)`` call in the package's templates."""
-    env = Environment(autoescape=True)
-    found = []
-    for path in TEMPLATES:
-        tree = env.parse(path.read_text(encoding="utf-8"))
-        for call in tree.find_all(nodes.Call):
-            if not (isinstance(call.node, nodes.Name) and call.node.name == "_"):
-                continue
-            if call.args and isinstance(call.args[0], nodes.Const):
-                found.append((str(path.relative_to(PACKAGE)), call.args[0].value))
-    return found
+def _msgid(message_id: object) -> str:
+    return message_id[0] if isinstance(message_id, tuple) else str(message_id)
 
 
-def _name(func: ast.expr) -> str:
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return ""
+def _read_po(path: Path) -> Catalog:
+    with path.open("rb") as handle:
+        return read_po(handle)
 
 
-def _text(node: ast.AST | None) -> str | None:
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+def _placeholders(text: str) -> tuple[list[str], list[str]]:
+    return sorted(PERCENT.findall(text)), sorted(BRACES.findall(text))
 
 
-# Which positional argument of a call carries text a page shows.
-SHOWN_ARGUMENT = {
-    "flash": 0,
-    "ValidationError": 0,
-    "ValueError": 0,
-    "AccountError": 1,
-    "InvalidPhone": 1,
-    "InvalidParameter": 1,
-}
+# -- (a) completeness ---------------------------------------------------------------------------
 
 
-def python_strings() -> set[str]:
-    """Fixed messages the Python side hands to the pages, found by reading the modules."""
-    found: set[str] = set()
-    for module in ("views", "accounts", "phones", "errors", "forms", "settings"):
-        tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                name = _name(node.func)
-                index = SHOWN_ARGUMENT.get(name)
-                if index is not None and len(node.args) > index:
-                    found.add(_text(node.args[index]) or "")
-                if name.endswith("Field") and node.args:  # form field labels
-                    found.add(_text(node.args[0]) or "")
-                if name == "Parameter" and len(node.args) >= 6:  # label and help
-                    found.update(_text(arg) or "" for arg in node.args[4:6])
-                for keyword in node.keywords:
-                    if keyword.arg == "pattern_hint":
-                        found.add(_text(keyword.value) or "")
-                    if keyword.arg == "choices" and isinstance(keyword.value, ast.List):
-                        for choice in keyword.value.elts:
-                            if isinstance(choice, ast.Tuple) and len(choice.elts) == 2:
-                                found.add(_text(choice.elts[1]) or "")
-                    if keyword.arg in ("title", "message") and name == "render_template":
-                        found.add(_text(keyword.value) or "")
-            elif isinstance(node, ast.Dict):
-                for key, value in zip(node.keys, node.values):
-                    if _text(key) in ("label", "help"):
-                        found.add(_text(value) or "")
-            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target = node.targets[0]
-                if not isinstance(target, ast.Name):
-                    continue
-                if target.id.startswith("USER_"):
-                    found.add(_text(node.value) or "")
-                if target.id in ("GATE_MESSAGES", "GROUPS") and isinstance(node.value, ast.Dict):
-                    found.update(_text(value) or "" for value in node.value.values)
-            elif isinstance(node, ast.Return) and module == "accounts":
-                found.add(_text(node.value) or "")
-    found.discard("")
-    return found
+@pytest.mark.parametrize(("directory", "cfg", "base"), CATALOGUES, ids=["package", "example"])
+@pytest.mark.parametrize("locale", ["zh_Hans", "zh_Hant"])
+def test_every_message_is_translated_with_the_same_placeholders(
+    directory: Path, cfg: Path, base: Path, locale: str
+) -> None:
+    template = {_msgid(m.id) for m in _read_po(directory / "flask_alisms.pot") if m.id}
+    catalogue = _read_po(directory / locale / "LC_MESSAGES" / "flask_alisms.po")
+    translated = {_msgid(m.id): m for m in catalogue if m.id}
+    assert template <= set(translated), sorted(template - set(translated))
+    for msgid in template:
+        message = translated[msgid]
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        assert all(s and s.strip() == s for s in strings), msgid
+        assert not message.fuzzy, msgid
+        for string in strings:
+            assert _placeholders(string) == _placeholders(msgid), (msgid, string)
 
 
-def test_the_templates_use_the_catalogue() -> None:
-    strings = template_strings()
-    assert len(TEMPLATES) >= 7
-    assert len(strings) > 50
+def test_the_package_catalogue_is_big_enough() -> None:
+    template = _read_po(PACKAGE / "translations" / "flask_alisms.pot")
+    assert len([m for m in template if m.id]) > 250
 
 
-@pytest.mark.parametrize(
-    ("template", "text"), sorted(set(template_strings())), ids=lambda value: value[:40]
-)
-def test_every_template_string_has_a_chinese_entry(template: str, text: str) -> None:
-    assert text in ZH, f"{template}: add {text!r} to flask_alisms.i18n.ZH"
+def test_traditional_chinese_uses_taiwan_words() -> None:
+    catalogue = _read_po(PACKAGE / "translations" / "zh_Hant" / "LC_MESSAGES" / "flask_alisms.po")
+    text = "".join(str(m.string) for m in catalogue if m.id)
+    for word in ("簡訊", "帳號", "密碼", "驗證碼", "手機號碼", "設定", "網路", "伺服器"):
+        assert word in text, word
+    for simplified in ("短信", "账号", "验证码", "设置", "网络", "服务器", "賬號", "程式碼"):
+        assert simplified not in text, simplified
 
 
-def test_every_message_from_the_python_side_translates() -> None:
-    strings = python_strings()
-    assert "Registration by phone is closed on this site." in strings
-    assert "Signature name" in strings
-    missing = sorted(text for text in strings if translate(text, "zh") == text and text not in ZH)
-    assert missing == []
+# -- (b) staleness ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("english", sorted(ZH))
-def test_translations_keep_the_placeholders(english: str) -> None:
-    assert sorted(PLACEHOLDER.findall(ZH[english])) == sorted(PLACEHOLDER.findall(english))
-    assert ZH[english].strip() == ZH[english] and ZH[english]
+def _extracted(cfg: Path, base: Path) -> set[str]:
+    from babel.messages.frontend import parse_mapping_cfg
+
+    with cfg.open(encoding="utf-8") as handle:
+        method_map, options_map = parse_mapping_cfg(handle)
+    return {
+        _msgid(message)
+        for _file, _line, message, _comments, _context in extract_from_dir(
+            str(base), method_map, options_map, keywords=KEYWORDS
+        )
+        if message
+    }
 
 
-@pytest.mark.parametrize(
-    ("english", "expected"),
-    [
-        ("Too many codes were requested. Try again in 42 seconds.", "42 秒后再试"),
-        (
-            "Saved: sms.code_ttl, limits.resend_interval.",
-            "已保存：sms.code_ttl, limits.resend_interval。",
-        ),
-        ("Fill in these parameters first: aliyun.sms.sign_name.", "aliyun.sms.sign_name"),
-        ("Use at least 8 characters.", "8 个字符"),
-        ("must be at least 60", "不能小于 60"),
-        ("must be at most 64 characters", "最多 64 个字符"),
-        ("Field cannot be longer than 8 characters.", "不能超过 8 个字符"),
-        ("Signature name (aliyun.sms.sign_name)", "签名名称（aliyun.sms.sign_name）"),
-        ("Registration allowed (server.allow_user_register)", "允许注册（"),
-    ],
-)
-def test_messages_built_at_run_time_translate(english: str, expected: str) -> None:
-    assert expected in translate(english, "zh")
-    assert translate(english, "en") == english
+@pytest.mark.parametrize(("directory", "cfg", "base"), CATALOGUES, ids=["package", "example"])
+def test_the_template_matches_the_code(directory: Path, cfg: Path, base: Path) -> None:
+    """Fails when a string was added or changed without `pybabel extract` (see README)."""
+    committed = {_msgid(m.id) for m in _read_po(directory / "flask_alisms.pot") if m.id}
+    extracted = _extracted(cfg, base)
+    assert extracted - committed == set(), "new strings: run pybabel extract and update"
+    assert committed - extracted == set(), "stale strings: run pybabel extract and update"
 
 
-def test_gettext_formats_and_falls_back_to_english() -> None:
-    assert translate("Send again in %(seconds)ss", "zh", seconds=9) == "9 秒后可重新发送"
-    assert translate("Send again in %(seconds)ss", "en", seconds=9) == "Send again in 9s"
-    # Without arguments the template comes back unformatted, for the countdown script.
-    assert translate("Send again in %(seconds)ss", "zh") == "%(seconds)s 秒后可重新发送"
-    assert translate("Not in the catalogue", "zh") == "Not in the catalogue"
-    assert translate("Broken %(nope)s", "zh", other=1) == "Broken %(nope)s"
-    assert translate(None, "zh") == ""
+@pytest.mark.parametrize(("directory", "cfg", "base"), CATALOGUES, ids=["package", "example"])
+@pytest.mark.parametrize("locale", ["en", "zh_Hans", "zh_Hant"])
+def test_the_compiled_catalogues_match_the_po_files(
+    directory: Path, cfg: Path, base: Path, locale: str, tmp_path: Path
+) -> None:
+    folder = directory / locale / "LC_MESSAGES"
+    fresh = tmp_path / "fresh.mo"
+    with fresh.open("wb") as handle:
+        write_mo(handle, _read_po(folder / "flask_alisms.po"))
+
+    def messages(path: Path) -> dict[str, object]:
+        with path.open("rb") as handle:
+            return {_msgid(m.id): m.string for m in read_mo(handle) if m.id}
+
+    assert messages(folder / "flask_alisms.mo") == messages(fresh), "run pybabel compile"
 
 
-# -- the language choice, on a tiny app that only installs the catalogue -------------------------
+# -- (d) the language choice, on a tiny app that only installs the catalogue ---------------------
 
 PAGE = (
     "{{ alisms_lang }}|{{ _('Send code') }}|{{ _('Page %(page)s of %(pages)s', page=2, pages=5) }}"
 )
+EN = "en|Send code|Page 2 of 5"
+HANS = "zh-Hans|获取验证码|第 2 / 5 页"
+HANT = "zh-Hant|取得驗證碼|第 2 / 5 頁"
 
 
-def make_app(language: str | None = None) -> Flask:
+def make_app(**config: object) -> Flask:
     app = Flask(__name__)
-    app.config["ALISMS_LANGUAGE"] = language
+    app.config["ALISMS_LANGUAGE"] = None
+    app.config.update(config)
     bp = Blueprint("alisms", __name__)
     i18n.install(bp)
 
@@ -177,6 +144,10 @@ def make_app(language: str | None = None) -> Flask:
     @bp.get("/escaped")
     def escaped() -> str:
         return render_template_string("{{ _('<b>%(name)s</b>', name='<i>') }}")
+
+    @bp.get("/plural")
+    def plural() -> str:
+        return render_template_string("{{ ngettext('%(num)s day', '%(num)s days', 3) }}")
 
     app.register_blueprint(bp)
 
@@ -191,14 +162,20 @@ def make_app(language: str | None = None) -> Flask:
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        (None, "en|Send code|Page 2 of 5"),
-        ("en-US,en;q=0.9", "en|Send code|Page 2 of 5"),
-        ("zh-CN,zh;q=0.9,en;q=0.8", "zh|获取验证码|第 2 / 5 页"),
-        ("zh", "zh|获取验证码|第 2 / 5 页"),
-        ("zh-Hans", "zh|获取验证码|第 2 / 5 页"),
-        ("zh-TW", "zh|获取验证码|第 2 / 5 页"),
-        ("en;q=0.5,zh-CN;q=0.9", "zh|获取验证码|第 2 / 5 页"),
-        ("fr-FR,de;q=0.8", "en|Send code|Page 2 of 5"),
+        (None, EN),
+        ("en-US,en;q=0.9", EN),
+        ("zh-CN,zh;q=0.9,en;q=0.8", HANS),
+        ("zh", HANS),
+        ("zh-Hans", HANS),
+        ("zh-SG", HANS),
+        ("zh-TW", HANT),
+        ("zh-HK,en;q=0.5", HANT),
+        ("zh-MO", HANT),
+        ("zh-Hant-TW", HANT),
+        ("en;q=0.5,zh-CN;q=0.9", HANS),
+        ("en;q=0.5,zh-TW;q=0.9", HANT),
+        ("fr-FR,de;q=0.8", EN),
+        ("fr-FR,zh-TW;q=0.3", HANT),
     ],
 )
 def test_language_follows_the_browser(header: str | None, expected: str) -> None:
@@ -210,13 +187,22 @@ def test_language_follows_the_browser(header: str | None, expected: str) -> None
 
 
 @pytest.mark.parametrize(
-    ("language", "expected"), [("zh", "zh|获取验证码"), ("en", "en|Send code")]
+    ("language", "expected"),
+    [
+        ("zh", HANS),
+        ("zh_Hans", HANS),
+        ("zh-CN", HANS),
+        ("zh_Hant", HANT),
+        ("zh-TW", HANT),
+        ("zh-Hant", HANT),
+        ("en", EN),
+    ],
 )
 def test_configured_language_wins_over_the_browser(language: str, expected: str) -> None:
-    client = make_app(language).test_client()
-    other = "en" if language == "zh" else "zh-CN"
+    client = make_app(ALISMS_LANGUAGE=language).test_client()
+    other = "en" if language.startswith("zh") else "zh-CN"
     response = client.get("/page", headers={"Accept-Language": other})
-    assert response.get_data(as_text=True).startswith(expected)
+    assert response.get_data(as_text=True) == expected
     assert "Accept-Language" not in response.headers.get("Vary", "")
 
 
@@ -225,17 +211,152 @@ def test_translated_text_is_escaped() -> None:
     assert body == "&lt;b&gt;&lt;i&gt;&lt;/b&gt;"
 
 
+def test_templates_have_ngettext() -> None:
+    assert make_app().test_client().get("/plural").get_data(as_text=True) == "3 days"
+
+
 def test_the_catalogue_stays_out_of_the_host_templates() -> None:
     assert make_app().test_client().get("/host").get_data(as_text=True) == "False"
 
 
 def test_python_callers_get_the_same_choice() -> None:
     app = make_app()
-    assert i18n.current_language() == "en"  # no app, no request
+    assert i18n.current_locale() == "en"  # no app, no request
     assert i18n.gettext("Send code") == "Send code"
     with app.test_request_context(headers={"Accept-Language": "zh-CN"}):
-        assert i18n.current_language() == "zh"
+        assert i18n.current_locale() == "zh_Hans"
+        assert i18n.current_language() == "zh-Hans"
         assert i18n.gettext("Send code") == "获取验证码"
-    app.config["ALISMS_LANGUAGE"] = "zh"
+    with app.test_request_context(headers={"Accept-Language": "zh-TW"}):
+        assert i18n.gettext("Send code") == "取得驗證碼"
+    app.config["ALISMS_LANGUAGE"] = "zh_Hant"
     with app.app_context():
-        assert i18n.current_language() == "zh"
+        assert i18n.current_locale() == "zh_Hant"
+
+
+def test_gettext_formats_and_falls_back_to_english() -> None:
+    app = make_app(ALISMS_LANGUAGE="zh")
+    with app.app_context():
+        assert i18n.gettext("Send again in %(seconds)ss", seconds=9) == "9 秒后可重新发送"
+        # Without arguments the template comes back unformatted, for the countdown script.
+        assert i18n.gettext("Send again in %(seconds)ss") == "%(seconds)s 秒后可重新发送"
+        assert i18n.gettext("Not in the catalogue") == "Not in the catalogue"
+        assert i18n.gettext("Broken %(nope)s", other=1) == "Broken %(nope)s"
+
+
+def test_lazy_strings_translate_when_shown() -> None:
+    label = i18n.lazy_gettext("Send code")
+    app = make_app()
+    with app.test_request_context(headers={"Accept-Language": "zh-TW"}):
+        assert str(label) == "取得驗證碼"
+    with app.test_request_context(headers={"Accept-Language": "zh-CN"}):
+        assert f"{label}" == "获取验证码"
+    assert str(label) == "Send code"
+
+
+def test_advice_translates_then_formats() -> None:
+    from flask_alisms.sms import explain
+
+    advice = explain("InvalidTimeStamp.Skewed")
+    app = make_app()
+    with app.test_request_context(headers={"Accept-Language": "zh-TW"}):
+        assert "（InvalidTimeStamp.Skewed）" in str(advice.admin_message)
+        assert "時鐘" in str(advice.admin_message)
+    with app.test_request_context(headers={"Accept-Language": "zh-CN"}):
+        assert "时钟" in str(advice.admin_message)
+        assert str(advice.user_message) == "暂时无法发送短信，请稍后再试。"
+    assert "(InvalidTimeStamp.Skewed)" in str(advice.admin_message)
+
+
+def test_catalogues_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app()
+    loads: list[str] = []
+    real = i18n._load
+
+    def counting(directory: str, locale: str) -> object:
+        loads.append(locale)
+        return real(directory, locale)
+
+    monkeypatch.setattr(i18n, "_load", counting)
+    monkeypatch.setattr(i18n, "_cache", {})
+    client = app.test_client()
+    for _ in range(3):
+        client.get("/page", headers={"Accept-Language": "zh-TW"})
+    assert loads.count("zh_Hant") == 1
+
+
+# -- Flask-Babel and a host's own catalogues ---------------------------------------------------
+
+
+def test_flask_babel_chooses_the_locale_when_the_host_runs_it() -> None:
+    from flask_babel import Babel
+
+    app = make_app(ALISMS_LANGUAGE="zh")  # Flask-Babel's choice wins over ours
+    chosen = {"locale": "zh_Hant_TW"}
+    Babel(app, locale_selector=lambda: chosen["locale"])
+    client = app.test_client()
+    assert client.get("/page", headers={"Accept-Language": "en"}).get_data(as_text=True) == HANT
+    chosen["locale"] = "en"
+    assert client.get("/page", headers={"Accept-Language": "zh-CN"}).get_data(as_text=True) == EN
+    chosen["locale"] = "zh_CN"
+    assert client.get("/page").get_data(as_text=True) == HANS
+
+
+def _write_catalogue(directory: Path, locale: str, messages: dict[str, str]) -> None:
+    catalogue = Catalog(locale=locale, domain=i18n.DOMAIN)
+    for msgid, string in messages.items():
+        catalogue.add(msgid, string)
+    folder = directory / locale / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    with (folder / f"{i18n.DOMAIN}.mo").open("wb") as handle:
+        write_mo(handle, catalogue)
+
+
+def test_a_host_adds_a_language_and_overrides_a_string(tmp_path: Path) -> None:
+    _write_catalogue(tmp_path, "ja", {"Send code": "コードを送信"})
+    _write_catalogue(tmp_path, "zh_Hans", {"Send code": "发送验证码"})
+    app = make_app(ALISMS_TRANSLATION_DIRECTORIES=[str(tmp_path)])
+    client = app.test_client()
+    japanese = client.get("/page", headers={"Accept-Language": "ja-JP,en;q=0.5"})
+    # Strings the host did not translate stay English, the language's own fallback.
+    assert japanese.get_data(as_text=True) == "ja|コードを送信|Page 2 of 5"
+    simplified = client.get("/page", headers={"Accept-Language": "zh-CN"})
+    assert simplified.get_data(as_text=True) == "zh-Hans|发送验证码|第 2 / 5 页"
+    # Without the directory, Japanese is not offered.
+    plain = make_app().test_client().get("/page", headers={"Accept-Language": "ja"})
+    assert plain.get_data(as_text=True) == EN
+    forced = make_app(ALISMS_LANGUAGE="ja", ALISMS_TRANSLATION_DIRECTORIES=[str(tmp_path)])
+    with forced.app_context():
+        assert i18n.gettext("Send code") == "コードを送信"
+
+
+@pytest.mark.parametrize(
+    ("language", "ok"),
+    [(None, True), ("en", True), ("zh", True), ("zh-TW", True), ("zh_Hant", True), ("fr", False)],
+)
+def test_the_language_setting_is_validated(language: str | None, ok: bool) -> None:
+    from flask import Config
+
+    from flask_alisms.config import DEFAULTS, validate
+    from flask_alisms.exceptions import ConfigurationError
+
+    config = Config(str(ROOT))
+    config.update(DEFAULTS, SECRET_KEY="x", ALISMS_LANGUAGE=language)
+    if ok:
+        validate(config)
+    else:
+        with pytest.raises(ConfigurationError, match="ALISMS_LANGUAGE"):
+            validate(config)
+
+
+@pytest.mark.parametrize("directories", ["translations", [""], [1], None])
+def test_the_translation_directories_are_validated(directories: object) -> None:
+    from flask import Config
+
+    from flask_alisms.config import DEFAULTS, validate
+    from flask_alisms.exceptions import ConfigurationError
+
+    config = Config(str(ROOT))
+    config.update(DEFAULTS, SECRET_KEY="x", ALISMS_TRANSLATION_DIRECTORIES=directories)
+    with pytest.raises(ConfigurationError, match="ALISMS_TRANSLATION_DIRECTORIES"):
+        validate(config)

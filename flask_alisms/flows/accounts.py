@@ -18,6 +18,7 @@ from flask import current_app, session
 
 from .. import signals
 from ..exceptions import AccountError
+from ..i18n import gettext as _
 from ..phones import Phone
 from ..state import get_state
 from .verification import check_code, check_gate
@@ -37,17 +38,17 @@ def password_problem(password: object) -> str | None:
     config = current_app.config
     low, high = config["ALISMS_PASSWORD_MIN_LENGTH"], config["ALISMS_PASSWORD_MAX_LENGTH"]
     if not isinstance(password, str) or not password:
-        return "Enter a password."
+        return _("Enter a password.")
     if len(password) < low:
-        return f"Use at least {low} characters."
+        return _("Use at least %(count)s characters.", count=low)
     if len(password) > high:
-        return f"Use at most {high} characters."
+        return _("Use at most %(count)s characters.", count=high)
     if password.isdigit() or password.isalpha():
-        return "Mix letters with digits or symbols."
+        return _("Mix letters with digits or symbols.")
     if any(ch < " " or ch == "\x7f" or "\ud800" <= ch <= "\udfff" for ch in password):
         # Control characters and lone surrogates (possible in JSON): a hasher may truncate at
         # a NUL or fail to encode, and that must not happen after the code was spent.
-        return "Use letters, digits, spaces and symbols only."
+        return _("Use letters, digits, spaces and symbols only.")
     extra = get_state().callbacks.password_validator
     return extra(password) if extra is not None else None
 
@@ -60,12 +61,12 @@ def _verify(phone: Phone, purpose: str, code: object, password: object) -> None:
     if outcome.refusal is not None:
         raise AccountError(
             "too_many_attempts",
-            "Too many attempts for this number. Please try again later.",
+            _("Too many attempts for this number. Please try again later."),
             retry_after=outcome.refusal.retry_after,
         )
     if not outcome.accepted:
         raise AccountError(
-            "invalid_code", "The code is wrong or has expired. Request a new code if needed."
+            "invalid_code", _("The code is wrong or has expired. Request a new code if needed.")
         )
 
 
@@ -102,12 +103,14 @@ def register(
     _verify(phone, "register", code, password)
     users = state.users
     if users.find_by_phone(phone.e164) is not None:
-        raise AccountError("phone_taken", "This number already has an account. Sign in instead.")
+        raise AccountError(
+            "phone_taken", _("This number already has an account. Sign in instead.")
+        )
     with _host_step(
         "create_user",
         phone,
         "registration_failed",
-        "Your account could not be created. Please request a new code and try again.",
+        _("Your account could not be created. Please request a new code and try again."),
     ):
         user = users.create_user(
             phone.e164, state.callbacks.hash_password(password), dict(fields or {})
@@ -125,13 +128,13 @@ def reset_password(phone: Phone, code: object, password: str) -> AccountResult:
     if user is None:
         # Only reachable if the account vanished after the code was sent.
         raise AccountError(
-            "invalid_code", "The code is wrong or has expired. Request a new code if needed."
+            "invalid_code", _("The code is wrong or has expired. Request a new code if needed.")
         )
     with _host_step(
         "set_password",
         phone,
         "reset_failed",
-        "Your password could not be changed. Please request a new code and try again.",
+        _("Your password could not be changed. Please request a new code and try again."),
     ):
         users.set_password(user, state.callbacks.hash_password(password))
     return _signed_in(user, phone, "reset", signals.password_reset)

@@ -15,7 +15,8 @@ storage supports it, so "one per 60 s" means that.
 
 With Redis (the storage for several processes) one Lua script tests and takes every window in
 one round trip, on lists shaped like limits' own moving windows; other storages test, then
-take, each rule under a process lock, which is atomic for ``memory://``.
+take, each rule under a process lock, which is atomic for ``memory://``. A storage without
+moving windows (memcached) counts fixed windows, still keyed by rule.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from limits.storage import MovingWindowSupport, RedisClusterStorage, RedisStorage, Storage
+from limits.storage import (
+    MemoryStorage,
+    MovingWindowSupport,
+    RedisClusterStorage,
+    RedisStorage,
+    Storage,
+)
 
 from ..exceptions import LimiterUnavailable
 from ..parameters import ParameterStore
@@ -125,8 +132,30 @@ class Throttle:
         return self._apply([Rule("verify", "verify-hour", phone, values.verify_per_hour, HOUR)])
 
     def reset(self) -> None:
-        """Forget every counter of the storage (tests and ``flask alisms`` maintenance)."""
-        self.storage.reset()
+        """Forget the extension's counters, and only those where the storage can tell them apart.
+
+        The storage may be the host's Limiter's: wiping it would also forget the host's own
+        limits. Redis and ``memory://`` can find the ``alisms/`` keys; other storages are reset
+        whole.
+        """
+        storage = self.storage
+        prefix = f"{KEY_PREFIX}/"
+        if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
+            connection: Any = storage.get_connection()
+            batch: list[Any] = []
+            for key in connection.scan_iter(match=storage.prefixed_key(f"{prefix}*"), count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    connection.delete(*batch)
+                    batch.clear()
+            if batch:
+                connection.delete(*batch)
+        elif isinstance(storage, MemoryStorage):
+            for key in list(storage.events) + list(storage.storage):
+                if key.startswith(prefix):
+                    storage.clear(key)
+        else:
+            storage.reset()
 
     # -- applying rules -------------------------------------------------------------------
 
@@ -172,25 +201,56 @@ class Throttle:
         """
         with self._lock:
             for rule in rules:
-                oldest, count = storage.get_moving_window(rule.key, rule.limit, rule.window)
+                _oldest, count = storage.get_moving_window(rule.key, rule.limit, rule.window)
                 if count >= rule.limit:
-                    return Refusal(rule.scope, _seconds(oldest + rule.window - time.time()))
+                    return Refusal(rule.scope, self._moving_wait(storage, rule))
             for rule in rules:
                 if not storage.acquire_entry(rule.key, rule.limit, rule.window):
-                    oldest, _ = storage.get_moving_window(rule.key, rule.limit, rule.window)
-                    return Refusal(rule.scope, _seconds(oldest + rule.window - time.time()))
+                    return Refusal(rule.scope, self._moving_wait(storage, rule))
         return None
 
+    @staticmethod
+    def _moving_wait(storage: Any, rule: Rule) -> int:
+        """Seconds until the window has room again: when its ``limit``-th newest entry expires.
+
+        After an admin lowered a limit the window may hold more entries than the limit, and
+        its oldest entry expiring frees no place; ``memory://`` lets us find the right one.
+        Other storages only tell the oldest, which is exact unless the limit was lowered.
+        """
+        now = time.time()
+        if isinstance(storage, MemoryStorage):
+            entries = storage.events.get(rule.key, [])  # newest first
+            if len(entries) >= rule.limit:
+                return _seconds(entries[rule.limit - 1].atime + rule.window - now)
+        oldest, _count = storage.get_moving_window(rule.key, rule.limit, rule.window)
+        return _seconds(oldest + rule.window - now)
+
     def _acquire_fixed(self, storage: Storage, rules: Sequence[Rule]) -> Refusal | None:
-        """Fixed windows (memcached): counted with ``incr``, still keyed by rule."""
+        """Fixed windows (memcached): counted with ``incr``, still keyed by rule.
+
+        The lock covers this process only; when another process took the last place between
+        the test and the ``incr``, what this request took is given back where the storage
+        can ``decr``, so a refusal still spends nothing.
+        """
         with self._lock:
             for rule in rules:
                 if storage.get(rule.key) >= rule.limit:
-                    return Refusal(rule.scope, _seconds(storage.get_expiry(rule.key) - time.time()))
+                    return Refusal(rule.scope, self._fixed_wait(storage, rule))
+            taken: list[Rule] = []
             for rule in rules:
+                taken.append(rule)
                 if storage.incr(rule.key, rule.window) > rule.limit:
-                    return Refusal(rule.scope, _seconds(storage.get_expiry(rule.key) - time.time()))
+                    decr = getattr(storage, "decr", None)
+                    if decr is not None:
+                        for spent in taken:
+                            decr(spent.key)
+                    return Refusal(rule.scope, self._fixed_wait(storage, rule))
         return None
+
+    @staticmethod
+    def _fixed_wait(storage: Storage, rule: Rule) -> int:
+        """Seconds until the fixed window ends and its count starts again."""
+        return _seconds(storage.get_expiry(rule.key) - time.time())
 
 
 def _seconds(wait: float) -> int:

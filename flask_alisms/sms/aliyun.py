@@ -2,7 +2,7 @@
 
 Safety: the verification code travels in the template parameters. Nothing here puts those
 values, or the AccessKey secret, into a repr, a result message or a log record. That includes
-the Aliyun SDK's own log records (see :func:`_redact_sdk_logs`), which otherwise carry the
+the Aliyun SDK's own log records (see :mod:`.redaction`), which otherwise carry the
 request's query string (with the code) and the gateway's string-to-sign.
 """
 
@@ -12,17 +12,17 @@ import hashlib
 import ipaddress
 import json
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import urlsplit
 
 from ..exceptions import ConfigurationError
 from ..phones import mask
 from .base import Credentials, Sender, SendResult, SmsMessage, elapsed_ms, failure
+from .redaction import describe_transport_failure, gateway_message, redact_sdk_logs, scrub
 
 __all__ = ["AliyunSender"]
 
@@ -35,70 +35,6 @@ DEFAULT_READ_TIMEOUT = 10.0
 #: Clients kept per AliyunSender: the current credentials plus the previous ones, so a key
 #: rotation in the panel does not thrash while requests with the old key finish.
 MAX_CACHED_CLIENTS = 2
-_MAX_MESSAGE_LENGTH = 300
-_REDACTED = "***"
-
-
-def _percent_encode(value: str) -> str:
-    return quote(value, safe="-_.~")
-
-
-def _secret_forms(value: str) -> set[str]:
-    """A value as it may appear in messages: raw, URL-encoded, or twice encoded (string-to-sign)."""
-    once = _percent_encode(value)
-    return {value, once, _percent_encode(once), quote_plus(value), quote(value, safe="")}
-
-
-def _scrub(text: str, secrets: Iterable[str], phone: str | None = None) -> str:
-    """Replace every form of every secret value in ``text``; mask the recipient's number."""
-    forms: set[str] = set()
-    for value in secrets:
-        if value:
-            forms |= _secret_forms(value)
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, _REDACTED)
-    if phone:
-        text = text.replace(phone, mask(phone))
-    if len(text) > _MAX_MESSAGE_LENGTH:
-        text = text[:_MAX_MESSAGE_LENGTH] + "…"
-    return text
-
-
-_COLON = re.compile("[:：]")
-
-
-def _gateway_message(text: str) -> str:
-    """Keep a gateway message only up to its first colon.
-
-    What follows a colon can be the server's string-to-sign (every request parameter, the
-    code included) or the raw response body.
-    """
-    return _COLON.split(text or "", maxsplit=1)[0].strip()
-
-
-# Ordered: the first matching needle names the transport failure.
-_TRANSPORT_FAILURES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("read timed out", "read timeout"), "timed out waiting for the answer; it may have been sent"),
-    (("connect timeout", "connecttimeout", "timed out"), "timed out connecting"),
-    (("connection refused", "errno 111", "winerror 10061"), "connection refused"),
-    (("incompleteread", "connection broken", "chunkedencoding"), "answer cut off"),
-    (
-        ("remotedisconnected", "connection aborted", "connection reset", "closed connection"),
-        "connection dropped before an answer; it may have been sent",
-    ),
-    (("name or service not known", "nodename", "getaddrinfo", "resolve"), "DNS lookup failed"),
-    (("ssl", "certificate", "tls"), "TLS error"),
-    (("proxy",), "proxy error"),
-)
-
-
-def _describe_transport_failure(text: str) -> str:
-    """Name a transport failure without quoting the SDK text (it contains the request URL)."""
-    lowered = re.sub(r"\?\S*", "", text or "").lower()  # not the request's query string
-    for needles, description in _TRANSPORT_FAILURES:
-        if any(needle in lowered for needle in needles):
-            return description
-    return "HTTP transport error"
 
 
 def _is_loopback(host: str) -> bool:
@@ -108,56 +44,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-# --------------------------------------------------------------------------- SDK log redaction
-
-
-class _SdkLogRedactor(logging.Filter):
-    """Rewrites the Aliyun SDK's log records before any handler sees them.
-
-    The SDK logs request parameters (with TemplateParam) at DEBUG, the gateway's
-    string-to-sign inside ServerException text at ERROR, and request URLs (query string
-    included) inside transport errors; its vendored urllib3 logs the URL too. Each record is
-    cut before its first detail-bearing ``:`` and stripped of query strings.
-    """
-
-    _QUERY = re.compile(r"\?[^\s\"')]*")
-    _DETAIL = re.compile(r":(?!//)")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            text = record.getMessage()
-        except Exception:  # a broken format string must not break logging
-            text = str(record.msg)
-        text = self._QUERY.sub("?…", text)
-        head = self._DETAIL.split(text, maxsplit=1)[0].rstrip()
-        if head != text:
-            head += ": [details removed by flask_alisms]"
-        record.msg = head
-        record.args = None
-        return True
-
-
-_redactor_lock = threading.Lock()
-
-
-def _redact_sdk_logs() -> None:
-    """Attach :class:`_SdkLogRedactor` to every logger of the SDK (idempotent).
-
-    Logger filters apply only to records created on that very logger, hence every one of them;
-    the SDK creates them at import time, which has happened before this runs.
-    """
-    with _redactor_lock:
-        names = [
-            name
-            for name in list(logging.root.manager.loggerDict)
-            if name == "aliyunsdkcore" or name.startswith("aliyunsdkcore.")
-        ]
-        for name in names:
-            sdk_logger = logging.getLogger(name)
-            if not any(isinstance(f, _SdkLogRedactor) for f in sdk_logger.filters):
-                sdk_logger.addFilter(_SdkLogRedactor())
 
 
 # --------------------------------------------------------------------------- Aliyun
@@ -219,7 +105,7 @@ class AliyunSender(Sender):
 
         self._protocol = protocol_type.HTTPS if self._https else protocol_type.HTTP
         self._request_class = SendSmsRequest
-        _redact_sdk_logs()
+        redact_sdk_logs()
 
     def __repr__(self) -> str:
         return (
@@ -277,7 +163,7 @@ class AliyunSender(Sender):
     def _build_client(self, credentials: Credentials) -> Any:
         from aliyunsdkcore.client import AcsClient
 
-        _redact_sdk_logs()  # again, for SDK loggers created since (idempotent and cheap)
+        redact_sdk_logs()  # again, for SDK loggers created since (idempotent and cheap)
         client = AcsClient(
             ak=credentials.access_key_id,
             secret=credentials.access_key_secret,
@@ -370,7 +256,7 @@ class AliyunSender(Sender):
             if code == "SDK.UnknownServerError":
                 text = "unparseable error answer"
             else:
-                text = _scrub(_gateway_message(exc.get_error_msg()), secrets, phone)
+                text = scrub(gateway_message(exc.get_error_msg()), secrets, phone)
             return failure(
                 code,
                 text,
@@ -381,9 +267,9 @@ class AliyunSender(Sender):
         except ClientException as exc:
             code = exc.get_error_code() or "SDK.HttpError"
             if code == "SDK.HttpError":
-                text = _describe_transport_failure(exc.get_error_msg())
+                text = describe_transport_failure(exc.get_error_msg())
             else:
-                text = _scrub(_gateway_message(exc.get_error_msg()), secrets, phone)
+                text = scrub(gateway_message(exc.get_error_msg()), secrets, phone)
             return failure(code, text, http_status=None, duration_ms=elapsed_ms(start))
         except IndexError:
             # The SDK splits a SignatureDoesNotMatch message at ':' and crashes when there is
@@ -426,7 +312,7 @@ class AliyunSender(Sender):
         if code == "OK":
             code = "SDK.InvalidResponse"  # "OK" with a 2xx other than 200 is not a success
         raw_message = data.get("Message")
-        text = _scrub(raw_message if isinstance(raw_message, str) else "", secrets, phone)
+        text = scrub(raw_message if isinstance(raw_message, str) else "", secrets, phone)
         return failure(
             code, text, http_status=status, request_id=request_id, duration_ms=duration_ms
         )
@@ -455,7 +341,5 @@ class AliyunSender(Sender):
             )
 
 
-
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-

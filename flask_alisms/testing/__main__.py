@@ -1,5 +1,5 @@
 """``python -m flask_alisms.testing``: run the Dysmsapi emulator standalone."""
 
-from .emulator import main
+from .cli import main
 
 main()

@@ -22,7 +22,15 @@ from ..models import utcnow
 from ..parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER
 from ..sms import Category
 from ..state import AliSMSState, get_state
-from .forms import LogFilterForm, TestSmsForm, changes_from, choices, grouped, parameters_form
+from .forms import (
+    PURPOSE_LABELS,
+    LogFilterForm,
+    TestSmsForm,
+    changes_from,
+    choices,
+    grouped,
+    parameters_form,
+)
 
 #: The send log's outcome column: a send, a skipped send, or a failure category.
 OUTCOMES = ("sent", "skipped", *(c.value for c in Category))
@@ -106,6 +114,7 @@ def admin_test_sms() -> Any:
         form=form,
         result=result,
         sender=state.sender_for_send().name,
+        outcome_label=outcome_label,
     ), status
 
 
@@ -131,7 +140,12 @@ def admin_log() -> Any:
         query = query.where(sa.false())
     page = state.db.paginate(query, per_page=50, error_out=False, count=True)
     return render_template(
-        "alisms/admin/log.html", form=form, page=page, summary=_summary(state)
+        "alisms/admin/log.html",
+        form=form,
+        page=page,
+        summary=_summary(state),
+        outcome_label=outcome_label,
+        purpose_label=purpose_label,
     ), status
 
 
@@ -155,6 +169,12 @@ _OUTCOME_LABELS = {
 def outcome_label(value: str) -> str:
     """Human words for a send-log outcome or failure category."""
     label = _OUTCOME_LABELS.get(value)
+    return str(label) if label is not None else value
+
+
+def purpose_label(value: str) -> str:
+    """Human words for a send-log purpose (register, reset, test)."""
+    label = PURPOSE_LABELS.get(value)
     return str(label) if label is not None else value
 
 

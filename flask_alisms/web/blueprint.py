@@ -3,7 +3,8 @@
 
 A host replaces one view after ``init_app`` with
 ``app.view_functions["alisms.register"] = my_register`` (the endpoint names are the view
-functions' names), or wraps the original, which it can import from here.
+functions' names), or wraps the original, imported from :mod:`.api`, :mod:`.pages` or
+:mod:`.admin`.
 """
 
 from __future__ import annotations

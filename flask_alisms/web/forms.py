@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -14,9 +15,13 @@ from wtforms import (
     StringField,
     SubmitField,
 )
+from wtforms.i18n import get_translations
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from ..exceptions import InvalidParameter, InvalidPhone
+from ..i18n import current_locale
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..parameters import GROUPS, PARAMETERS, Parameter, ParameterRow
 from ..phones import Phone, parse_phone
 from ..state import get_state
@@ -25,6 +30,30 @@ try:  # WTForms >= 3.3 deprecates (value, label) tuples in favour of SelectChoic
     from wtforms.fields.choices import SelectChoice
 except ImportError:  # pragma: no cover - older WTForms
     SelectChoice = None
+
+
+#: The send log's purpose column, in words.
+PURPOSE_LABELS = {"register": _l("register"), "reset": _l("reset"), "test": _l("test")}
+
+# WTForms' own catalogue names for our locales (its messages, e.g. "This field is required.").
+_WTFORMS_LOCALES = {"en": None, "zh_Hans": "zh", "zh_Hant": "zh_TW"}
+
+
+@functools.lru_cache(maxsize=16)
+def _wtforms_translations(locale: str) -> Any:
+    name = _WTFORMS_LOCALES.get(locale, locale)
+    return get_translations([name]) if name else None
+
+
+class TranslatedMeta:
+    """Form meta that gives WTForms' built-in messages the page's language.
+
+    Flask-WTF translates them only through an initialised Flask-Babel; this follows the same
+    choice as the rest of the extension, with or without Flask-Babel.
+    """
+
+    def get_translations(self, form: Any) -> Any:
+        return _wtforms_translations(current_locale())
 
 
 def choices(pairs: list[tuple[str, str]]) -> list[Any]:
@@ -47,8 +76,10 @@ def country_choices() -> list[Any]:
 class PhoneMixin:
     """A country-code select plus a number, parsed into :class:`~flask_alisms.phones.Phone`."""
 
-    country_code = SelectField("Country code", choices=[], validate_choice=True)
-    phone = StringField("Mobile number", validators=[InputRequired(), Length(max=32)])
+    Meta = TranslatedMeta
+
+    country_code = SelectField(_l("Country code"), choices=[], validate_choice=True)
+    phone = StringField(_l("Mobile number"), validators=[InputRequired(), Length(max=32)])
     parsed_phone: Phone | None = None
 
     def prepare_countries(self) -> None:
@@ -68,10 +99,10 @@ class PhoneMixin:
 class RegisterForm(PhoneMixin, FlaskForm):
     """Subclass it and add fields to collect more at sign-up; they reach ``create_user``."""
 
-    code = StringField("Verification code", validators=[Optional(), Length(max=8)])
-    password = PasswordField("Password", validators=[Optional(), Length(max=256)])
-    send = SubmitField("Send code")
-    submit = SubmitField("Register")
+    code = StringField(_l("Verification code"), validators=[Optional(), Length(max=8)])
+    password = PasswordField(_l("Password"), validators=[Optional(), Length(max=256)])
+    send = SubmitField(_l("Send code"))
+    submit = SubmitField(_l("Register"))
 
     #: Field names handled by the extension itself; every other field is the host's.
     own_fields = frozenset(
@@ -98,39 +129,46 @@ def extra_field_names(form_class: type) -> list[str]:
 
 
 class ResetPasswordForm(PhoneMixin, FlaskForm):
-    code = StringField("Verification code", validators=[Optional(), Length(max=8)])
-    password = PasswordField("New password", validators=[Optional(), Length(max=256)])
-    send = SubmitField("Send code")
-    submit = SubmitField("Set new password")
+    code = StringField(_l("Verification code"), validators=[Optional(), Length(max=8)])
+    password = PasswordField(_l("New password"), validators=[Optional(), Length(max=256)])
+    send = SubmitField(_l("Send code"))
+    submit = SubmitField(_l("Set new password"))
 
 
 class TestSmsForm(PhoneMixin, FlaskForm):
-    send = SubmitField("Send test SMS")
+    send = SubmitField(_l("Send test SMS"))
 
 
 class LogFilterForm(Form):
     """Filters for the send log (GET, no state change, so no CSRF)."""
 
+    Meta = TranslatedMeta
+
     # The view fills in the choices; only those reach the query (not, e.g., a NUL PostgreSQL
     # refuses). Optional() lets "" (any) through.
-    category = SelectField("Outcome", choices=[], validators=[Optional()])
+    category = SelectField(_l("Outcome"), choices=[], validators=[Optional()])
     purpose = SelectField(
-        "Purpose",
-        choices=choices(
-            [("", "Any"), ("register", "register"), ("reset", "reset"), ("test", "test")]
-        ),
+        _l("Purpose"),
+        choices=choices([("", _l("Any")), *PURPOSE_LABELS.items()]),
         validators=[Optional()],
     )
-    phone = StringField("Number ends with", validators=[Optional(), Length(max=8)])
+    phone = StringField(_l("Number ends with"), validators=[Optional(), Length(max=8)])
     days = SelectField(
-        "Period",
-        choices=choices([("1", "24 hours"), ("7", "7 days"), ("30", "30 days"), ("365", "1 year")]),
+        _l("Period"),
+        choices=choices(
+            [
+                ("1", _l("24 hours")),
+                ("7", _l("7 days")),
+                ("30", _l("30 days")),
+                ("365", _l("1 year")),
+            ]
+        ),
         default="7",
     )
 
     def validate_phone(self, field: Field) -> None:
         if field.data and not field.data.isdigit():
-            raise ValidationError("Digits only.")
+            raise ValidationError(_("Digits only."))
 
 
 def _param_validator(param: Parameter, unchanged: str | None = None) -> Any:
@@ -149,7 +187,8 @@ def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
     """A form with one field per parameter, built from the registry so it never drifts."""
 
     class ParametersForm(FlaskForm):
-        submit = SubmitField("Save")
+        Meta = TranslatedMeta
+        submit = SubmitField(_l("Save"))
 
     for row in rows:
         param, name = row.parameter, row.parameter.key.replace(".", "__")
@@ -165,7 +204,7 @@ def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
                 validators=[Optional(), _param_validator(param)],
                 render_kw={**render_kw, "autocomplete": "new-password"},
             )
-            setattr(ParametersForm, f"clear__{name}", BooleanField("Remove the stored secret"))
+            setattr(ParametersForm, f"clear__{name}", BooleanField(_l("Remove the stored secret")))
         elif param.kind == "bool":
             field = SelectField(
                 param.label,

@@ -35,7 +35,6 @@ MAX_LINES = 450
 #: Modules that are mostly a data table, which reads best in one piece.
 LONG_DATA_MODULES = {
     "sms/advice.py": "the table of Aliyun error codes and their advice",
-    "parameters.py": "the table of every parameter (about 190 lines) and its typed store",
 }
 
 # --------------------------------------------------------------------------- import paths

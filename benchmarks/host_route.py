@@ -1,6 +1,6 @@
 """What installing AliSMS costs a host's own routes: a trivial ``GET /ping`` -> "ok".
 
-    python benchmarks/host_route.py            # about 1 minute
+    python benchmarks/host_route.py            # about 1 minute, every variant
     python benchmarks/host_route.py --quick    # about 20 s
 
 The same host app (Flask + Flask-SQLAlchemy on SQLite in a temporary directory) in three
@@ -298,16 +298,24 @@ def load(server: Server, seconds: float, clients: int, max_requests: int) -> Loa
 
 def under_gunicorn(
     servers: dict[str, Server], rounds: int, seconds: float, clients: int
-) -> dict[str, Load]:
+) -> dict[str, list[Load]]:
+    """Each variant's rounds, the variants taking turns (in a rotating order)."""
     for server in servers.values():
         load(server, 0.5, clients, 100_000)  # warm-up: imports, first requests
-    totals = {name: Load() for name in servers}
+    results: dict[str, list[Load]] = {name: [] for name in servers}
     names = list(servers)
     for index in range(rounds):
         order = names[index % len(names) :] + names[: index % len(names)]
         for name in order:
-            totals[name].add(load(servers[name], seconds, clients, 200_000))
-    return totals
+            results[name].append(load(servers[name], seconds, clients, 200_000))
+    return results
+
+
+def total(parts: list[Load]) -> Load:
+    result = Load()
+    for part in parts:
+        result.add(part)
+    return result
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -346,8 +354,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="in-process rounds per variant")
     parser.add_argument("--requests", type=int, default=10_000, help="WSGI calls per round")
-    parser.add_argument("--gunicorn-rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=3.0, help="each gunicorn round")
+    parser.add_argument("--gunicorn-rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="each gunicorn round")
     parser.add_argument("--clients", type=int, default=2, help="client threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
     parser.add_argument("--no-gunicorn", action="store_true")
@@ -400,10 +408,16 @@ def main() -> int:
         print(ratio_line("us per request", medians, "us"))
 
         loads: dict[str, Load] = {}
+        cpu_medians: dict[str, float] = {}
         if not args.no_gunicorn:
             for name in variants:
                 servers[name] = start_server(name, database_url, workdir, args.workers)
-            loads = under_gunicorn(servers, args.gunicorn_rounds, args.seconds, args.clients)
+            rounds = under_gunicorn(servers, args.gunicorn_rounds, args.seconds, args.clients)
+            loads = {name: total(parts) for name, parts in rounds.items()}
+            cpu_medians = {
+                name: statistics.median(part.cpu_us for part in parts)
+                for name, parts in rounds.items()
+            }
             print(
                 f"\ngunicorn, {args.workers} sync workers per variant, {args.clients} client "
                 f"threads (a new connection per request: sync workers do not keep alive), "
@@ -422,13 +436,20 @@ def main() -> int:
             print(
                 ratio_line("worker CPU per request", [(n, loads[n].cpu_us) for n in variants], "us")
             )
+            print("  worker CPU us per request, round by round (the steadiest figure):")
+            for name in variants:
+                figures = " ".join(f"{part.cpu_us:.1f}" for part in rounds[name])
+                print(f"    {name:<7} median {cpu_medians[name]:6.1f}  ({figures})")
+            print(ratio_line("CPU, median of rounds", list(cpu_medians.items()), "us"))
 
         print(f"\nload average (1 min) after: {os.getloadavg()[0]:.2f}")
         plain_us = dict(medians)["plain"]
         checks = [("in-process time per request", dict(medians)["alisms"] / plain_us)]
         if loads:
-            plain, alisms = loads["plain"], loads["alisms"]
-            checks.append(("gunicorn worker CPU per request", alisms.cpu_us / plain.cpu_us))
+            plain, alisms = loads["plain"], loads["alisms"]  # all rounds together
+            checks.append(
+                ("gunicorn worker CPU per request", cpu_medians["alisms"] / cpu_medians["plain"])
+            )
             checks.append(("gunicorn p50 latency", alisms.p50_ms / plain.p50_ms))
             checks.append(("gunicorn req/s (plain / alisms)", plain.rps / alisms.rps))
         print(f"Goal: AliSMS installed costs a host route at most {GOAL_RATIO:.2f}x:")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
-from flask_limiter import Limiter
 from flask_sqlalchemy import SQLAlchemy
 from limits.errors import ConfigurationError as LimitsConfigurationError
 from limits.storage import Storage, storage_from_string
@@ -23,6 +22,9 @@ from .parameters import ParameterStore
 from .sms import Sender, create_sender
 from .state import AliSMSState, Callbacks, get_state
 from .users import UserAdapter
+
+if TYPE_CHECKING:  # only the host imports Flask-Limiter; the limits need just its storage
+    from flask_limiter import Limiter
 
 logger = logging.getLogger(__name__)
 

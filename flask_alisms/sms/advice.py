@@ -127,193 +127,149 @@ _CODES: dict[str, tuple[Category, str, str]] = {
     # ---- signature
     "isv.SMS_SIGNATURE_ILLEGAL": (
         Category.SIGNATURE,
-        _l(
-            "Aliyun refused the signature in {sign_name}: it does not exist in this account, is "
-            "not approved yet, or belongs to another account. Set it to the signature name exactly "
-            "as shown in the SMS console (without 【】) and check that it is approved. "
-            "The real-name carrier filing of a new signature takes 5–7 (sometimes 7–10) working "
-            "days; until it is approved every send fails."
-        ),
+        _l("Aliyun refused the signature in {sign_name}: it does not exist in this account, is "
+           "not approved yet, or belongs to another account. Set it to the signature name exactly "
+           "as shown in the SMS console (without 【】) and check that it is approved. "
+           "The real-name carrier filing of a new signature takes 5–7 (sometimes 7–10) working "
+           "days; until it is approved every send fails."),
         _TRY_LATER,
     ),
     "isv.SMS_SIGN_ILLEGAL": (
         Category.SIGNATURE,
-        _l(
-            "The signature in {sign_name} is not usable: wrong name, not approved, or of another "
-            "account. Copy the approved signature name from the SMS console. "
-            "The real-name carrier filing of a new signature takes 5–7 (sometimes 7–10) working "
-            "days; until it is approved every send fails."
-        ),
+        _l("The signature in {sign_name} is not usable: wrong name, not approved, or of another "
+           "account. Copy the approved signature name from the SMS console. "
+           "The real-name carrier filing of a new signature takes 5–7 (sometimes 7–10) working "
+           "days; until it is approved every send fails."),
         _TRY_LATER,
     ),
     "isv.SIGN_STATE_ILLEGAL": (
         Category.SIGNATURE,
-        _l(
-            "The signature in {sign_name} is not in an approved state (still under review, "
-            "rejected or disabled). Check its status in the SMS console. "
-            "The real-name carrier filing of a new signature takes 5–7 (sometimes 7–10) working "
-            "days; until it is approved every send fails."
-        ),
+        _l("The signature in {sign_name} is not in an approved state (still under review, "
+           "rejected or disabled). Check its status in the SMS console. "
+           "The real-name carrier filing of a new signature takes 5–7 (sometimes 7–10) working "
+           "days; until it is approved every send fails."),
         _TRY_LATER,
     ),
     "isv.SMS_SIGNATURE_SCENE_ILLEGAL": (
         Category.SIGNATURE,
-        _l(
-            "The signature in {sign_name} is not approved for the type of the template in "
-            "{template_code} (e.g. a marketing signature with a verification-code template). Use a "
-            "signature approved for verification codes."
-        ),
+        _l("The signature in {sign_name} is not approved for the type of the template in "
+           "{template_code} (e.g. a marketing signature with a verification-code template). Use a "
+           "signature approved for verification codes."),
         _TRY_LATER,
     ),
     "MissingSignName": (
         Category.SIGNATURE,
-        _l(
-            "{sign_name} is empty. Set it to your approved SMS signature name."
-        ),
+        _l("{sign_name} is empty. Set it to your approved SMS signature name."),
         _TRY_LATER,
     ),
     # ---- template
     "isv.SMS_TEMPLATE_ILLEGAL": (
         Category.TEMPLATE,
-        _l(
-            "Aliyun refused the template in {template_code}: the code is wrong, not approved yet, "
-            "belongs to another account, or its variables do not match. Copy the template code "
-            "(like SMS_153055065) from the SMS console, check that it is approved, and that it is "
-            "a verification-code template with exactly one variable, the one this site fills."
-        ),
+        _l("Aliyun refused the template in {template_code}: the code is wrong, not approved yet, "
+           "belongs to another account, or its variables do not match. Copy the template code "
+           "(like SMS_153055065) from the SMS console, check that it is approved, and that it is "
+           "a verification-code template with exactly one variable, the one this site fills."),
         _TRY_LATER,
     ),
     "isv.TEMPLATE_MISSING_PARAMETERS": (
         Category.TEMPLATE,
-        _l(
-            "The template in {template_code} has a variable this site does not fill. A "
-            "verification-code template must have exactly one variable, named as this site sends "
-            "it (e.g. ${{code}}). Fix the template or choose a matching one."
-        ),
+        _l("The template in {template_code} has a variable this site does not fill. A "
+           "verification-code template must have exactly one variable, named as this site sends "
+           "it (e.g. ${{code}}). Fix the template or choose a matching one."),
         _TRY_LATER,
     ),
     "isv.TEMPLATE_PARAMS_ILLEGAL": (
         Category.TEMPLATE,
-        _l(
-            "A template variable value was refused by the variable's type: a verification-code "
-            "variable takes 4–6 characters, digits recommended. Check the template in "
-            "{template_code} and the code length/alphabet settings of this site."
-        ),
+        _l("A template variable value was refused by the variable's type: a verification-code "
+           "variable takes 4–6 characters, digits recommended. Check the template in "
+           "{template_code} and the code length/alphabet settings of this site."),
         _TRY_LATER,
     ),
     "isv.INVALID_JSON_PARAM": (
         Category.TEMPLATE,
-        _l(
-            "TemplateParam was not a JSON object of string values. This is a bug in this site or "
-            "in a custom sender: every template variable value must be a string."
-        ),
+        _l("TemplateParam was not a JSON object of string values. This is a bug in this site or "
+           "in a custom sender: every template variable value must be a string."),
         _TRY_LATER,
     ),
     "isv.PARAM_LENGTH_LIMIT": (
         Category.TEMPLATE,
-        _l(
-            "A template variable value exceeds its length limit. Keep verification codes to 4–6 "
-            "characters and check the template in {template_code}."
-        ),
+        _l("A template variable value exceeds its length limit. Keep verification codes to 4–6 "
+           "characters and check the template in {template_code}."),
         _TRY_LATER,
     ),
     "isv.PARAM_NOT_SUPPORT_URL": (
         Category.TEMPLATE,
-        _l(
-            "A template variable value contains a URL, which this template's variables do not "
-            "accept. Verification codes must be plain; check the template in {template_code}."
-        ),
+        _l("A template variable value contains a URL, which this template's variables do not "
+           "accept. Verification codes must be plain; check the template in {template_code}."),
         _TRY_LATER,
     ),
     "isv.SMS_CONTENT_ILLEGAL": (
         Category.TEMPLATE,
-        _l(
-            "The message content (template in {template_code} plus variables) contains forbidden "
-            "words. Review the template text and the variable values."
-        ),
+        _l("The message content (template in {template_code} plus variables) contains forbidden "
+           "words. Review the template text and the variable values."),
         _TRY_LATER,
     ),
     "isv.BLACK_KEY_CONTROL_LIMIT": (
         Category.TEMPLATE,
-        _l(
-            "A template variable contains a keyword on Aliyun's blacklist. Verification codes "
-            "should be plain digits; review the template in {template_code} and its variables."
-        ),
+        _l("A template variable contains a keyword on Aliyun's blacklist. Verification codes "
+           "should be plain digits; review the template in {template_code} and its variables."),
         _TRY_LATER,
     ),
     "MissingTemplateCode": (
         Category.TEMPLATE,
-        _l(
-            "{template_code} is empty. Set it to your approved template code (like SMS_153055065)."
-        ),
+        _l("{template_code} is empty. Set it to your approved template code (like SMS_153055065)."),
         _TRY_LATER,
     ),
     # ---- phone numbers
     "isv.MOBILE_NUMBER_ILLEGAL": (
         Category.INVALID_NUMBER,
-        _l(
-            "Aliyun refused the phone number as malformed. Mainland numbers are 11 digits; others "
-            "are country code + number without '+'. Usually the user typed a wrong number."
-        ),
+        _l("Aliyun refused the phone number as malformed. Mainland numbers are 11 digits; others "
+           "are country code + number without '+'. Usually the user typed a wrong number."),
         _BAD_NUMBER,
     ),
     "isv.MOBILE_COUNT_OVER_LIMIT": (
         Category.INVALID_NUMBER,
-        _l(
-            "Too many phone numbers in one request. Verification codes go to one number per "
-            "request; this points at a bug in a custom sender."
-        ),
+        _l("Too many phone numbers in one request. Verification codes go to one number per "
+           "request; this points at a bug in a custom sender."),
         _BAD_NUMBER,
     ),
     "isv.DOMESTIC_NUMBER_NOT_SUPPORTED": (
         Category.INVALID_NUMBER,
-        _l(
-            "The template in {template_code} is an international / Hong Kong, Macao and Taiwan "
-            "template, which cannot send to mainland China numbers. Use a mainland template (and "
-            "signature) for mainland numbers."
-        ),
+        _l("The template in {template_code} is an international / Hong Kong, Macao and Taiwan "
+           "template, which cannot send to mainland China numbers. Use a mainland template (and "
+           "signature) for mainland numbers."),
         _BAD_NUMBER,
     ),
     "MissingPhoneNumbers": (
         Category.INVALID_NUMBER,
-        _l(
-            "The request had no phone number. This is a bug in this site or a custom sender."
-        ),
+        _l("The request had no phone number. This is a bug in this site or a custom sender."),
         _BAD_NUMBER,
     ),
     # ---- balance / account / product
     "isv.AMOUNT_NOT_ENOUGH": (
         Category.BALANCE,
-        _l(
-            "The Alibaba Cloud account owning {key_id} has insufficient balance. Top it up "
-            "(or buy an SMS resource package) in the billing console; every send fails until then."
-        ),
+        _l("The Alibaba Cloud account owning {key_id} has insufficient balance. Top it up "
+           "(or buy an SMS resource package) in the billing console; every send fails until then."),
         _TRY_LATER,
     ),
     "isv.OUT_OF_SERVICE": (
         Category.BALANCE,
-        _l(
-            "The account's SMS service is suspended, usually because of an overdue balance. Top up "
-            "the account in the billing console; sending resumes once it is in credit."
-        ),
+        _l("The account's SMS service is suspended, usually because of an overdue balance. Top up "
+           "the account in the billing console; sending resumes once it is in credit."),
         _TRY_LATER,
     ),
     "isv.PRODUCT_UN_SUBSCRIPT": (Category.BALANCE, _NOT_ACTIVATED, _TRY_LATER),
     "isv.PRODUCT_UNSUBSCRIBE": (Category.BALANCE, _NOT_ACTIVATED, _TRY_LATER),
     "isv.ACCOUNT_NOT_EXISTS": (
         Category.BALANCE,
-        _l(
-            "The Alibaba Cloud account behind {key_id} does not exist (any more). Create "
-            "an AccessKey in the right account and update {key_id} and {key_secret}."
-        ),
+        _l("The Alibaba Cloud account behind {key_id} does not exist (any more). Create "
+           "an AccessKey in the right account and update {key_id} and {key_secret}."),
         _TRY_LATER,
     ),
     "isv.ACCOUNT_ABNORMAL": (
         Category.BALANCE,
-        _l(
-            "Aliyun flags the account as abnormal. Check the account status and notices in the "
-            "Alibaba Cloud console, or contact Alibaba Cloud support."
-        ),
+        _l("Aliyun flags the account as abnormal. Check the account status and notices in the "
+           "Alibaba Cloud console, or contact Alibaba Cloud support."),
         _TRY_LATER,
     ),
     # ---- permission
@@ -321,57 +277,45 @@ _CODES: dict[str, tuple[Category, str, str]] = {
     "Forbidden.RAM": (Category.PERMISSION, _RAM_DENIED, _TRY_LATER),
     "isv.DENY_IP_RANGE": (
         Category.PERMISSION,
-        _l(
-            "Aliyun refuses sends from this server's IP region: servers with overseas IP addresses "
-            "cannot send mainland China SMS. Send from a server in mainland China, and check any "
-            "IP restriction on the AccessKey's RAM policy."
-        ),
+        _l("Aliyun refuses sends from this server's IP region: servers with overseas IP addresses "
+           "cannot send mainland China SMS. Send from a server in mainland China, and check any "
+           "IP restriction on the AccessKey's RAM policy."),
         _TRY_LATER,
     ),
     # ---- rate limits
     "isv.BUSINESS_LIMIT_CONTROL": (
         Category.RATE_LIMIT,
-        _l(
-            "Aliyun's per-number flow control refused the send: by default one signature may send "
-            "verification codes to the same number 1 per minute, 5 per hour and 10 per day (40 per "
-            "day across all senders). Make this site's own resend limits at least as strict; test "
-            "numbers (up to 300) can be whitelisted in the SMS console's flow-control settings."
-        ),
+        _l("Aliyun's per-number flow control refused the send: by default one signature may send "
+           "verification codes to the same number 1 per minute, 5 per hour and 10 per day (40 per "
+           "day across all senders). Make this site's own resend limits at least as strict; test "
+           "numbers (up to 300) can be whitelisted in the SMS console's flow-control settings."),
         _TOO_MANY,
     ),
     "isv.DAY_LIMIT_CONTROL": (
         Category.RATE_LIMIT,
-        _l(
-            "The account-wide daily sending quota set in the SMS console is reached; every send "
-            "fails until tomorrow. Raise the daily limit in the SMS console if the traffic is "
-            "legitimate, otherwise look for SMS-pumping abuse."
-        ),
+        _l("The account-wide daily sending quota set in the SMS console is reached; every send "
+           "fails until tomorrow. Raise the daily limit in the SMS console if the traffic is "
+           "legitimate, otherwise look for SMS-pumping abuse."),
         _TRY_LATER,
     ),
     "isv.MONTH_LIMIT_CONTROL": (
         Category.RATE_LIMIT,
-        _l(
-            "The account-wide monthly sending quota set in the SMS console is reached; every send "
-            "fails until next month. Raise the monthly limit in the SMS console if the traffic is "
-            "legitimate, otherwise look for SMS-pumping abuse."
-        ),
+        _l("The account-wide monthly sending quota set in the SMS console is reached; every send "
+           "fails until next month. Raise the monthly limit in the SMS console if the traffic is "
+           "legitimate, otherwise look for SMS-pumping abuse."),
         _TRY_LATER,
     ),
     # ---- authentication
     "InvalidAccessKeyId.NotFound": (
         Category.AUTHENTICATION,
-        _l(
-            "Aliyun does not know the AccessKey ID in {key_id}. Copy it again from the RAM "
-            "console (no spaces) and check the key was not deleted."
-        ),
+        _l("Aliyun does not know the AccessKey ID in {key_id}. Copy it again from the RAM "
+           "console (no spaces) and check the key was not deleted."),
         _TRY_LATER,
     ),
     "InvalidAccessKeyId.Inactive": (
         Category.AUTHENTICATION,
-        _l(
-            "The AccessKey in {key_id} is disabled. Enable it in the RAM console, or create "
-            "a new one and update {key_id} and {key_secret}."
-        ),
+        _l("The AccessKey in {key_id} is disabled. Enable it in the RAM console, or create "
+           "a new one and update {key_id} and {key_secret}."),
         _TRY_LATER,
     ),
     "SignatureDoesNotMatch": (Category.AUTHENTICATION, _SECRET_WRONG, _TRY_LATER),
@@ -379,32 +323,24 @@ _CODES: dict[str, tuple[Category, str, str]] = {
     "IncompleteSignature": (Category.AUTHENTICATION, _SECRET_WRONG, _TRY_LATER),
     "InvalidTimeStamp.Expired": (
         Category.AUTHENTICATION,
-        _l(
-            "Aliyun refused the request timestamp: this server's clock is more than 15 minutes "
-            "off. Synchronise the clock (NTP)."
-        ),
+        _l("Aliyun refused the request timestamp: this server's clock is more than 15 minutes "
+           "off. Synchronise the clock (NTP)."),
         _TRY_LATER,
     ),
     "SignatureNonceUsed": (
         Category.AUTHENTICATION,
-        _l(
-            "Aliyun saw this request's nonce before, i.e. the same signed request arrived twice. "
-            "Harmless if isolated; if it repeats, look for a proxy replaying requests."
-        ),
+        _l("Aliyun saw this request's nonce before, i.e. the same signed request arrived twice. "
+           "Harmless if isolated; if it repeats, look for a proxy replaying requests."),
         _TRY_LATER,
     ),
     "MissingAccessKeyId": (
         Category.AUTHENTICATION,
-        _l(
-            "{key_id} is empty. Set {key_id} and {key_secret}."
-        ),
+        _l("{key_id} is empty. Set {key_id} and {key_secret}."),
         _TRY_LATER,
     ),
     "SDK.InvalidCredential": (
         Category.AUTHENTICATION,
-        _l(
-            "No AccessKey is configured. Set {key_id} and {key_secret}."
-        ),
+        _l("No AccessKey is configured. Set {key_id} and {key_secret}."),
         _TRY_LATER,
     ),
     # ---- network / transient Aliyun-side failures
@@ -412,45 +348,35 @@ _CODES: dict[str, tuple[Category, str, str]] = {
     "SDK.ServerUnreachable": (Category.NETWORK, _TRANSPORT, _TRY_LATER),
     "SDK.InvalidResponse": (
         Category.NETWORK,
-        _l(
-            "Aliyun, or something between (a proxy, a captive portal), answered with a body that "
-            "is not the expected JSON. The SMS may or may not have been sent. Check this server's "
-            "outbound path to dysmsapi.aliyuncs.com and any HTTP(S)_PROXY variable."
-        ),
+        _l("Aliyun, or something between (a proxy, a captive portal), answered with a body that "
+           "is not the expected JSON. The SMS may or may not have been sent. Check this server's "
+           "outbound path to dysmsapi.aliyuncs.com and any HTTP(S)_PROXY variable."),
         _TRY_LATER,
     ),
     "InternalError": (
         Category.NETWORK,
-        _l(
-            "Aliyun reported an internal error (HTTP 500). Usually transient: try again later; if "
-            "it persists, contact Alibaba Cloud support with the request id."
-        ),
+        _l("Aliyun reported an internal error (HTTP 500). Usually transient: try again later; if "
+           "it persists, contact Alibaba Cloud support with the request id."),
         _TRY_LATER,
     ),
     "ServiceUnavailable": (
         Category.NETWORK,
-        _l(
-            "Aliyun's SMS API is temporarily unavailable (HTTP 503). Try again later; if it "
-            "persists, check Alibaba Cloud's status page or contact support with the request id."
-        ),
+        _l("Aliyun's SMS API is temporarily unavailable (HTTP 503). Try again later; if it "
+           "persists, check Alibaba Cloud's status page or contact support with the request id."),
         _TRY_LATER,
     ),
     "isp.SYSTEM_ERROR": (
         Category.NETWORK,
-        _l(
-            "Aliyun reported a system error on its side. It may be retried later (not in a loop); "
-            "if it persists, contact Alibaba Cloud support with the request id."
-        ),
+        _l("Aliyun reported a system error on its side. It may be retried later (not in a loop); "
+           "if it persists, contact Alibaba Cloud support with the request id."),
         _TRY_LATER,
     ),
     # ---- other
     "isv.INVALID_PARAMETERS": (
         Category.UNKNOWN,
-        _l(
-            "Aliyun refused a request parameter (isv.INVALID_PARAMETERS). Check the "
-            "aliyun.sms.* parameters for stray spaces or odd characters; otherwise report it "
-            "with the request id."
-        ),
+        _l("Aliyun refused a request parameter (isv.INVALID_PARAMETERS). Check the "
+           "aliyun.sms.* parameters for stray spaces or odd characters; otherwise report it "
+           "with the request id."),
         _TRY_LATER,
     ),
 }
@@ -460,82 +386,64 @@ _PREFIXES: tuple[tuple[str, Category, str, str], ...] = (
     (
         "InvalidAccessKeyId",
         Category.AUTHENTICATION,
-        _l(
-            "Aliyun refused the AccessKey ID in {key_id} ({code}). Copy it again from the "
-            "RAM console and check that the key is enabled."
-        ),
+        _l("Aliyun refused the AccessKey ID in {key_id} ({code}). Copy it again from the "
+           "RAM console and check that the key is enabled."),
         _TRY_LATER,
     ),
     (
         "InvalidTimeStamp",
         Category.AUTHENTICATION,
-        _l(
-            "Aliyun refused the request timestamp ({code}). Synchronise this server's clock (NTP)."
-        ),
+        _l("Aliyun refused the request timestamp ({code}). Synchronise this server's clock (NTP)."),
         _TRY_LATER,
     ),
     (
         "Throttling",
         Category.RATE_LIMIT,
-        _l(
-            "Aliyun's API gateway throttled this account's request rate ({code}). Slow down: check "
-            "this site's own send limits and whether something else uses the same AccessKey."
-        ),
+        _l("Aliyun's API gateway throttled this account's request rate ({code}). Slow down: check "
+           "this site's own send limits and whether something else uses the same AccessKey."),
         _TRY_LATER,
     ),
     (
         "Forbidden",
         Category.PERMISSION,
-        _l(
-            "Aliyun forbade the request ({code}). Check the RAM policy of the user owning "
-            "{key_id}: it needs AliyunDysmsFullAccess (or dysms:SendSms)."
-        ),
+        _l("Aliyun forbade the request ({code}). Check the RAM policy of the user owning "
+           "{key_id}: it needs AliyunDysmsFullAccess (or dysms:SendSms)."),
         _TRY_LATER,
     ),
     (
         "SDK.",
         Category.UNKNOWN,
-        _l(
-            "The Aliyun SDK failed on the client side ({code}) before getting a usable answer. "
-            "Check the sender's region id and endpoint settings and the installed "
-            "aliyun-python-sdk-core version."
-        ),
+        _l("The Aliyun SDK failed on the client side ({code}) before getting a usable answer. "
+           "Check the sender's region id and endpoint settings and the installed "
+           "aliyun-python-sdk-core version."),
         _TRY_LATER,
     ),
     (
         "Missing",
         Category.UNKNOWN,
-        _l(
-            "Aliyun's gateway says a required request parameter is missing ({code}). Check that "
-            "every aliyun.sms.* parameter is filled in; otherwise this is a bug in the sender."
-        ),
+        _l("Aliyun's gateway says a required request parameter is missing ({code}). Check that "
+           "every aliyun.sms.* parameter is filled in; otherwise this is a bug in the sender."),
         _TRY_LATER,
     ),
     (
         "Invalid",
         Category.UNKNOWN,
-        _l(
-            "Aliyun's gateway refused a request parameter ({code}). Check the aliyun.sms.* "
-            "parameters for stray spaces or odd characters, and the region id."
-        ),
+        _l("Aliyun's gateway refused a request parameter ({code}). Check the aliyun.sms.* "
+           "parameters for stray spaces or odd characters, and the region id."),
         _TRY_LATER,
     ),
     (
         "isv.",
         Category.UNKNOWN,
-        _l(
-            "Aliyun refused the send with business code {code}, which this extension does not "
-            "know. Look it up in Alibaba Cloud's SMS error-code reference."
-        ),
+        _l("Aliyun refused the send with business code {code}, which this extension does not "
+           "know. Look it up in Alibaba Cloud's SMS error-code reference."),
         _TRY_LATER,
     ),
     (
         "isp.",
         Category.UNKNOWN,
-        _l(
-            "Aliyun reported platform error {code}, which this extension does not know. Look it up "
-            "in Alibaba Cloud's SMS error-code reference; try again later."
-        ),
+        _l("Aliyun reported platform error {code}, which this extension does not know. Look it up "
+           "in Alibaba Cloud's SMS error-code reference; try again later."),
         _TRY_LATER,
     ),
 )

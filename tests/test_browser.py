@@ -236,7 +236,7 @@ def test_admin_sets_up_aliyun_and_sends_a_test_sms(
     page.get_by_label("Password").fill(ADMIN_PASSWORD)
     no_secret("login")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_text("(admin)")).to_be_visible()
+    expect(page.get_by_text("You are an administrator.")).to_be_visible()
     no_secret("signed-in")
 
     page.get_by_role("link", name="Admin panel").click()

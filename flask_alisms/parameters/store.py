@@ -154,9 +154,6 @@ class ParameterStore:
         values = self._current().values
         return [PARAMETERS[key] for key in REQUIRED_FOR_SMS if not values[key]]
 
-    def sms_ready(self) -> bool:
-        return not self.missing()
-
     # -- writing -----------------------------------------------------------------------------
 
     def update(self, changes: Mapping[str, Any], *, actor: str | None) -> list[str]:

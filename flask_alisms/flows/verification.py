@@ -169,12 +169,23 @@ def send_test_message(phone: Phone) -> SendResult:
     state = get_state()
     code = generate_code(state.params.values().code_length)
     sender = state.sender_for_send()
-    result = sender.send(_message(state, phone, code), state.credentials())
+    result = sender.send(_message(state, phone, code, "test"), state.credentials())
     _record(state, phone, "test", result, sender.name)
     return result
 
 
-def _message(state: AliSMSState, phone: Phone, code: str) -> SmsMessage:
+def _sends_sms(state: AliSMSState, phone: Phone, purpose: str) -> bool:
+    """The account rule: whether ``purpose`` sends a real SMS to this number.
+
+    register sends only to a number without an account, reset only to one with an account;
+    every other case is answered exactly as if sent (see :func:`_skip_like_a_send`).
+    """
+    has_account = state.users.find_by_phone(phone.e164) is not None
+    return has_account != (purpose == "register")
+
+
+def _message(state: AliSMSState, phone: Phone, code: str, purpose: str) -> SmsMessage:
+    """The code SMS for ``purpose``."""
     values = state.params.values()
     return SmsMessage(
         phone=phone.aliyun,
@@ -203,16 +214,14 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
         return SendOutcome(False, refusal.retry_after, refusal=refusal)
 
     code_length = values.code_length
-    has_account = state.users.find_by_phone(phone.e164) is not None
-    if (purpose == "register") == has_account:
-        # register: the number has an account; reset: it has none. Answer as if sent.
+    if not _sends_sms(state, phone, purpose):
         _skip_like_a_send(state, phone, purpose, code_length)
         logger.info("No code sent to %s for %s (account rule)", phone.masked, purpose)
         return SendOutcome(True, interval)
 
     code = generate_code(code_length)
     sender = state.sender_for_send()
-    result = sender.send(_message(state, phone, code), state.credentials())
+    result = sender.send(_message(state, phone, code, purpose), state.credentials())
     if not result.ok:
         # The older code (if any) stays as it was; the new one was never stored.
         _record(state, phone, purpose, result, sender.name)

@@ -47,6 +47,12 @@ DEFAULTS: dict[str, Any] = {
     "ALISMS_LIMITER_STORAGE_URI": None,
     # When the limiter storage is unreachable, refuse sends (False) or let them through (True).
     "ALISMS_LIMITS_FAIL_OPEN": False,
+    # Per-IP limits count an IPv6 client by its network of this many bits (a /64 is what one
+    # home or phone usually gets), so one client cannot spread over its addresses.
+    "ALISMS_IPV6_PREFIX": 64,
+    # Seconds every send is answered 503 after Aliyun failed for all numbers alike (see the
+    # README's Security section); then one real send probes it again.
+    "ALISMS_PROVIDER_COOLDOWN": 30.0,
     # Where verification codes are kept: "database" or a "redis://" URL.
     "ALISMS_CODE_STORAGE": "database",
     # Password rules for registration and reset.
@@ -104,6 +110,15 @@ def validate(config: Config) -> None:
     for key in ("ALISMS_CONNECT_TIMEOUT", "ALISMS_READ_TIMEOUT"):
         _positive_number(config, key)
     _positive_number(config, "ALISMS_PARAMS_CACHE_SECONDS", allow_zero=True)
+    _positive_number(config, "ALISMS_PROVIDER_COOLDOWN")
+    prefix_bits = config["ALISMS_IPV6_PREFIX"]
+    if isinstance(prefix_bits, bool) or not isinstance(prefix_bits, int) or not (
+        16 <= prefix_bits <= 128
+    ):
+        raise ConfigurationError(
+            "ALISMS_IPV6_PREFIX must be a whole number of bits from 16 to 128 (64 counts one "
+            f"/64 network as one client); got {prefix_bits!r}."
+        )
 
     material = config["ALISMS_ENCRYPTION_KEY"] or config.get("SECRET_KEY")
     if not material:

@@ -38,6 +38,7 @@ class Keyring:
         ]
         self._fernet = MultiFernet(fernets)
         self._code_key = _derive(material, b"code-digest")
+        self._subject_key = _derive(material, b"limit-subject")
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode("ascii")
@@ -65,3 +66,12 @@ class Keyring:
         """Digest binding a code to its phone and purpose; a database leak reveals no code."""
         message = f"{purpose}\x00{phone}\x00{code}".encode()
         return hmac.new(self._code_key, message, hashlib.sha256).hexdigest()
+
+    def subject_digest(self, kind: str, value: str) -> str:
+        """A stable pseudonym for a number or a client network in limit keys and the send log.
+
+        Budgets are rebuilt from the log, which must not hold full numbers; keyed, so a
+        leaked log or Redis dump cannot be reversed by hashing every possible number.
+        """
+        message = f"{kind}\x00{value}".encode()
+        return hmac.new(self._subject_key, message, hashlib.sha256).hexdigest()[:32]

@@ -73,6 +73,8 @@ def build_models(db: SQLAlchemy) -> Models:
         """One SMS attempt and what Aliyun said; never the code itself."""
 
         __tablename__ = "alisms_send_log"
+        # Recent real send times are read by category, newest first (see flows.guard).
+        __table_args__ = (sa.Index("ix_alisms_send_log_category_id", "category", "id"),)
         id = sa.Column(sa.Integer, primary_key=True)
         created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, index=True)
         phone_masked = sa.Column(sa.String(32), nullable=False)
@@ -86,6 +88,10 @@ def build_models(db: SQLAlchemy) -> Models:
         biz_id = sa.Column(sa.String(64), nullable=True)
         http_status = sa.Column(sa.Integer, nullable=True)
         duration_ms = sa.Column(sa.Float, nullable=False, default=0.0)
+        # Keyed digests (Keyring.subject_digest) of the number and the client network, for a
+        # send that spent the budgets: they are rebuilt from here if the limiter loses them.
+        phone_digest = sa.Column(sa.String(32), nullable=True)
+        client_digest = sa.Column(sa.String(32), nullable=True)
 
     class VerificationCode(db.Model):  # type: ignore[name-defined]
         """The live code for one phone and purpose, kept only as a keyed digest."""

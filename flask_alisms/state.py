@@ -6,7 +6,6 @@ no lower layer ever reaches back to the :class:`~flask_alisms.AliSMS` object.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from werkzeug.security import generate_password_hash
 from .crypto import Keyring
 from .exceptions import ConfigurationError
 from .flows.codes import CodeStore
+from .flows.guard import SendTimes
 from .flows.throttle import Throttle
 from .models import Models
 from .parameters import ParameterStore
@@ -53,9 +53,8 @@ class AliSMSState:
     throttle: Throttle
     user_adapter: UserAdapter | None
     callbacks: Callbacks
-    #: Moving average of real send times, so a skipped send can take as long as a real one.
-    typical_send_seconds: float = 0.05
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Recent real send times (from the send log), so a skipped send takes as long as one.
+    times: SendTimes = field(default_factory=SendTimes)
 
     @property
     def users(self) -> UserAdapter:
@@ -92,10 +91,6 @@ class AliSMSState:
             and self.user_adapter is not None
             and self.sms_ready()
         )
-
-    def note_send_time(self, seconds: float) -> None:
-        with self._lock:
-            self.typical_send_seconds = 0.8 * self.typical_send_seconds + 0.2 * seconds
 
 
 def get_state(app: Any = None) -> AliSMSState:

@@ -301,7 +301,7 @@ def _api_messages(host: Host, header: str) -> dict[str, str]:
         400,
     )
     host.app.extensions["alisms"].sender.fail_with("isv.AMOUNT_NOT_ENOUGH")
-    record("sms failed", api_post(client, "send-code", {"phone": "+8613900139000"}), 502)
+    record("sms failed", api_post(client, "send-code", {"phone": "+8613900139000"}), 503)
     record("not found", client.get("/alisms/api/nothing-here"), 404)
     record("method", client.get("/alisms/api/send-code"), 405)
     return messages

@@ -93,6 +93,24 @@ class Rule:
         return f"{KEY_PREFIX}/{self.name}/{self.subject}"
 
 
+def send_rules(values: Any, phone: str, client: str, purpose: str) -> list[Rule]:
+    """Every budget one send spends; ``phone`` and ``client`` are keyed digests.
+
+    The number's budgets are per purpose, so requests for one flow (which anybody may make
+    for any number) can never lock its owner out of another. The same list rebuilds the
+    windows from the send log (:mod:`.ledger`), so both always agree.
+    """
+    number = f"{phone}/{purpose}"
+    return [
+        Rule("ip", "ip-hour", client, values.ip_per_hour, HOUR),
+        Rule("ip", "ip-day", client, values.ip_per_day, DAY),
+        Rule("phone", "phone-interval", number, 1, values.resend_interval),
+        Rule("phone", "phone-hour", number, values.phone_per_hour, HOUR),
+        Rule("phone", "phone-day", number, values.phone_per_day, DAY),
+        Rule("global", "global-day", "site", values.global_per_day, DAY),
+    ]
+
+
 class Throttle:
     """Applies the parameter store's limits on one ``limits`` storage for all processes."""
 
@@ -113,18 +131,9 @@ class Throttle:
 
     # -- the budgets ----------------------------------------------------------------------
 
-    def hit_send(self, phone: str, client_ip: str) -> Refusal | None:
-        """Spend one send from every budget that covers this phone and client."""
-        values = self._params.values()
-        return self._apply(
-            [
-                Rule("ip", "ip-hour", client_ip, values.ip_per_hour, HOUR),
-                Rule("phone", "phone-interval", phone, 1, values.resend_interval),
-                Rule("phone", "phone-hour", phone, values.phone_per_hour, HOUR),
-                Rule("phone", "phone-day", phone, values.phone_per_day, DAY),
-                Rule("global", "global-day", "site", values.global_per_day, DAY),
-            ]
-        )
+    def hit_send(self, phone: str, client: str, purpose: str = "register") -> Refusal | None:
+        """Spend one send from every budget that covers this phone, purpose and client."""
+        return self._apply(send_rules(self._params.values(), phone, client, purpose))
 
     def hit_verify(self, phone: str) -> Refusal | None:
         """Spend one code check for this phone, bounding guesses across several codes."""

@@ -1,26 +1,36 @@
 """Sending a code and checking it: limits, the provider, the code store, the log and signals.
 
 These functions are the one path every caller takes (JSON API, HTML pages, the host's own
-code), so each rule holds everywhere: limits are spent before the provider is called, a code
-is kept only after the provider said ``OK``, and nothing here ever logs or signals a code.
+code), so each rule holds everywhere: whatever can fail before the provider is called (the
+user lookup, the send log, the limiter) runs before any budget is spent; limits are spent
+before the provider is called; a code is kept only after the provider said ``OK`` or may have
+(a read timeout); and nothing here ever logs or signals a code.
+
+The answer never tells whether a number has an account (see README, Security): a skipped send
+takes a real send's time and writes; a failure of one number is answered as a send; a failure
+of the provider itself opens a breaker shared by every worker (:mod:`.guard`), which answers
+every send 503 until a real send succeeds again.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import sqlalchemy as sa
 from flask import current_app
 
 from .. import signals
-from ..exceptions import CodeStoreUnavailable, GateClosed
+from ..exceptions import CodeStoreUnavailable, GateClosed, LimiterUnavailable
 from ..i18n import gettext as _
 from ..phones import Phone
 from ..sms import Category, SendResult, SmsMessage
 from ..state import AliSMSState, get_state
+from . import guard
 from .codes import Verdict, generate_code
 from .throttle import Refusal
 
@@ -34,17 +44,30 @@ PURPOSES = ("register", "reset")
 class SendOutcome:
     """What happened to a code request, as much as the caller may tell the user."""
 
+    #: Answer "sent": a code went out, or the number is not told apart from one where it did.
     sent: bool
+    #: Seconds before another request makes sense (the cooldown when ``unavailable``).
     resend_after: int
     refusal: Refusal | None = None
     result: SendResult | None = None
+    #: The provider did not answer in time but may have sent it: the code is kept.
+    maybe_late: bool = False
+    #: The provider fails for every number: answer 503, the same for every number.
+    unavailable: bool = False
 
 
 def failure_message(outcome: SendOutcome) -> str:
-    """The short, safe sentence a user sees when a send failed."""
-    if outcome.result is not None and outcome.result.advice is not None:
-        return str(outcome.result.advice.user_message)
+    """The short, safe sentence a user sees when a send failed.
+
+    One sentence whatever the cause: a message per failure would tell a number whose send
+    was skipped (no provider answer to explain) from one whose send failed.
+    """
     return _("We could not send the SMS right now. Please try again later.")
+
+
+def late_message() -> str:
+    """What a user is told when the provider did not answer in time but may have sent it."""
+    return _("The SMS may take a few minutes to arrive. Its code will still work.")
 
 
 def check_gate(purpose: str, state: AliSMSState | None = None) -> None:
@@ -67,8 +90,12 @@ def _add_log_row(
     sender: str,
     *,
     category: str | None = None,
+    keys: tuple[str, str] | None = None,
 ) -> None:
     """Add the send-log row to the session's transaction; the caller commits.
+
+    ``keys`` (the number's and the client's digests) mark a send that spent the budgets, so
+    they can be rebuilt from the log.
 
     A log that cannot be written must not fail the request: the error is logged instead.
     """
@@ -89,6 +116,8 @@ def _add_log_row(
                 "biz_id": result.biz_id,
                 "http_status": result.http_status,
                 "duration_ms": result.duration_ms,
+                "phone_digest": keys[0] if keys else None,
+                "client_digest": keys[1] if keys else None,
             },
         )
     except Exception:
@@ -117,6 +146,7 @@ def _record(
     *,
     category: str | None = None,
     keep: tuple[str, int, int] | None = None,
+    keys: tuple[str, str] | None = None,
 ) -> None:
     """Log the attempt and, with ``keep`` (digest, ttl, attempts), make that code the live one.
 
@@ -124,14 +154,14 @@ def _record(
     send costs a single transaction. Should keeping the code fail, the log row is written on
     its own (the SMS was sent and billed) and :class:`CodeStoreUnavailable` is raised.
     """
-    _add_log_row(state, phone, purpose, result, sender, category=category)
+    _add_log_row(state, phone, purpose, result, sender, category=category, keys=keys)
     if keep is not None:
         digest, ttl, attempts = keep
         try:
             state.codes.save(phone.e164, purpose, digest, ttl=ttl, attempts=attempts)
         except Exception as exc:
             state.db.session.rollback()  # what was left of the transaction; the row goes alone
-            _add_log_row(state, phone, purpose, result, sender, category=category)
+            _add_log_row(state, phone, purpose, result, sender, category=category, keys=keys)
             _commit_log(state)
             # The type only: a database error's text lists the statement's parameters.
             logger.error("Could not keep the code for %s: %s", phone.masked, type(exc).__name__)
@@ -139,14 +169,21 @@ def _record(
     _commit_log(state)
 
 
-def _skip_like_a_send(state: AliSMSState, phone: Phone, purpose: str, code_length: int) -> None:
-    """Spend about the time and writes a real send would, without sending a code.
+def _skip_like_a_send(
+    state: AliSMSState,
+    phone: Phone,
+    purpose: str,
+    code_length: int,
+    seconds: float,
+    keys: tuple[str, str],
+) -> None:
+    """Spend a real send's time (``seconds``, drawn from real ones) and writes, sending nothing.
 
     Used where telling "this number has an account" apart from "it has none" would let anyone
     enumerate users: the caller answers exactly as for a real send.
     """
     started = time.perf_counter()
-    time.sleep(state.typical_send_seconds * random.uniform(0.85, 1.15))  # noqa: S311
+    time.sleep(seconds)
     reason = "has an account" if purpose == "register" else "has no account"
     skipped = SendResult(
         ok=False,
@@ -161,7 +198,7 @@ def _skip_like_a_send(state: AliSMSState, phone: Phone, purpose: str, code_lengt
     # An unknowable code keeps the store's write pattern identical; nobody can use it.
     digest = state.keyring.code_digest(phone.e164, purpose, generate_code(code_length) + "x")
     keep = (digest, state.params.values().code_ttl, 1)
-    _record(state, phone, purpose, skipped, "none", category="skipped", keep=keep)
+    _record(state, phone, purpose, skipped, "none", category="skipped", keep=keep, keys=keys)
 
 
 def send_test_message(phone: Phone) -> SendResult:
@@ -198,8 +235,11 @@ def _message(state: AliSMSState, phone: Phone, code: str, purpose: str) -> SmsMe
 def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     """Send a fresh code to ``phone`` for ``purpose`` unless a gate or a limit says no.
 
-    Raises :class:`GateClosed`, :class:`~flask_alisms.limits.LimiterUnavailable` and
-    :class:`~flask_alisms.codes.CodeStoreUnavailable`.
+    ``client_ip`` is the client as the per-IP limits count it (an IPv6 /64, see
+    :func:`flask_alisms.web.http.client_ip`). Raises :class:`GateClosed`,
+    :class:`~flask_alisms.exceptions.LimiterUnavailable`,
+    :class:`~flask_alisms.exceptions.CodeStoreUnavailable` and, for a database failure
+    before the provider is called, the database's error, with no budget spent.
     """
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {PURPOSES}")
@@ -209,31 +249,135 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     values = state.params.values()
     interval = values.resend_interval
 
-    refusal = state.throttle.hit_send(phone.e164, client_ip)
+    # First what may fail without a send (database, limiter), so a failure spends nothing.
+    real = _sends_sms(state, phone, purpose)
+    seconds = state.times.sample(partial(_recent_send_times, state))  # both paths alike
+    keys = (
+        state.keyring.subject_digest("phone", phone.e164),
+        state.keyring.subject_digest("client", client_ip),
+    )
+    health = _prepare(state)
+    cooldown = _cooldown()
+    if health is guard.Health.OPEN or (
+        health is guard.Health.HALF_OPEN and not (real and _take_probe(state))
+    ):
+        # Only a real send can tell whether the provider is back; a skip cannot, so it keeps
+        # the closed answer and a number with an account looks like one without.
+        return SendOutcome(False, cooldown, unavailable=True)
+
+    refusal = state.throttle.hit_send(keys[0], keys[1], purpose)
     if refusal is not None:
         return SendOutcome(False, refusal.retry_after, refusal=refusal)
 
-    code_length = values.code_length
-    if not _sends_sms(state, phone, purpose):
-        _skip_like_a_send(state, phone, purpose, code_length)
+    if not real:
+        _skip_like_a_send(state, phone, purpose, values.code_length, seconds, keys)
         logger.info("No code sent to %s for %s (account rule)", phone.masked, purpose)
         return SendOutcome(True, interval)
 
-    code = generate_code(code_length)
+    code = generate_code(values.code_length)
     sender = state.sender_for_send()
     result = sender.send(_message(state, phone, code, purpose), state.credentials())
-    if not result.ok:
-        # The older code (if any) stays as it was; the new one was never stored.
-        _record(state, phone, purpose, result, sender.name)
-        signals.code_send_failed.send(app, phone=phone.e164, purpose=purpose, result=result)
-        return SendOutcome(False, interval, result=result)
+    if result.ok or result.maybe_sent:
+        if result.ok:
+            state.times.add(result.duration_ms)
+            if health is not guard.Health.CLOSED:
+                _set_health(state, healthy=True)
+        else:
+            # Aliyun may have sent it: keep the code. But the next users would each wait a
+            # read timeout (and a skipped send would not): stop calling it for a while.
+            logger.warning(
+                "SMS to %s for %s may arrive late (%s); its code stays valid",
+                phone.masked,
+                purpose,
+                result.message,
+            )
+            _set_health(state, healthy=False)
+        digest = state.keyring.code_digest(phone.e164, purpose, code)
+        keep = (digest, values.code_ttl, values.max_attempts)
+        _record(state, phone, purpose, result, sender.name, keep=keep, keys=keys)
+        signals.code_sent.send(app, phone=phone.e164, purpose=purpose, result=result)
+        return SendOutcome(True, interval, result=result, maybe_late=not result.ok)
 
-    state.note_send_time(result.duration_ms / 1000.0)
-    digest = state.keyring.code_digest(phone.e164, purpose, code)
-    keep = (digest, values.code_ttl, values.max_attempts)
-    _record(state, phone, purpose, result, sender.name, keep=keep)
-    signals.code_sent.send(app, phone=phone.e164, purpose=purpose, result=result)
-    return SendOutcome(True, interval, result=result)
+    # The older code (if any) stays as it was; the new one was never stored.
+    _record(state, phone, purpose, result, sender.name, keys=keys)
+    signals.code_send_failed.send(app, phone=phone.e164, purpose=purpose, result=result)
+    if _about_this_number(result):
+        # A skipped send of this purpose would have said "sent": so does this one.
+        if health is not guard.Health.CLOSED:
+            _set_health(state, healthy=True)
+        return SendOutcome(True, interval, result=result)
+    _set_health(state, healthy=False)
+    return SendOutcome(False, cooldown, result=result, unavailable=True)
+
+
+def _about_this_number(result: SendResult) -> bool:
+    """A failure that says something about the recipient, not about the provider."""
+    return result.category is Category.INVALID_NUMBER or result.code == "isv.BUSINESS_LIMIT_CONTROL"
+
+
+def _cooldown() -> int:
+    return max(1, round(current_app.config["ALISMS_PROVIDER_COOLDOWN"]))
+
+
+def _prepare(state: AliSMSState) -> guard.Health:
+    """Rebuild the budgets if the limiter storage lost them; the provider breaker's state."""
+    storage = state.throttle.storage
+    try:
+        snapshot = guard.read(storage)
+        if not snapshot.epoch:
+            guard.rebuild(storage, state.params.values(), partial(_spends, state))
+    except Exception as exc:  # the storage's or the database's error
+        state.db.session.rollback()
+        if current_app.config["ALISMS_LIMITS_FAIL_OPEN"]:
+            logger.error("Limiter storage unavailable, letting the request through: %s", exc)
+            return guard.Health.CLOSED
+        logger.error("Limiter storage unavailable, refusing the request: %s", type(exc).__name__)
+        raise LimiterUnavailable("rate limit storage unavailable") from exc
+    return snapshot.health
+
+
+def _take_probe(state: AliSMSState) -> bool:
+    config = current_app.config
+    seconds = config["ALISMS_CONNECT_TIMEOUT"] + config["ALISMS_READ_TIMEOUT"] + 5
+    try:
+        return guard.take_probe(state.throttle.storage, seconds)
+    except Exception:
+        logger.exception("Limiter storage unavailable for the provider probe")
+        return False
+
+
+def _set_health(state: AliSMSState, *, healthy: bool) -> None:
+    try:
+        if healthy:
+            guard.recovered(state.throttle.storage)
+            logger.warning("Aliyun answers again: sends resume")
+        else:
+            guard.trip(state.throttle.storage, current_app.config["ALISMS_PROVIDER_COOLDOWN"])
+            logger.warning(
+                "Aliyun fails for every number: every send is answered 503 for %ss",
+                _cooldown(),
+            )
+    except Exception:
+        logger.exception("Limiter storage unavailable for the provider breaker")
+
+
+def _recent_send_times(state: AliSMSState, size: int) -> Sequence[float]:
+    log = state.models.SendLog
+    statement = (
+        sa.select(log.duration_ms).where(log.category == "sent").order_by(log.id.desc()).limit(size)
+    )
+    return list(state.db.session.scalars(statement))
+
+
+def _spends(state: AliSMSState, since: dt.datetime) -> list[guard.Spend]:
+    log = state.models.SendLog
+    statement = sa.select(log.created_at, log.purpose, log.phone_digest, log.client_digest).where(
+        log.created_at >= since, log.phone_digest.is_not(None)
+    )
+    return [
+        guard.Spend(row.created_at, row.purpose, row.phone_digest, row.client_digest or "")
+        for row in state.db.session.execute(statement)
+    ]
 
 
 @dataclass(frozen=True)
@@ -246,7 +390,7 @@ def check_code(phone: Phone, purpose: str, code: object) -> CheckOutcome:
     """Consume ``code`` if it is the live one; every failure looks the same to the caller."""
     state = get_state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    refusal = state.throttle.hit_verify(phone.e164)
+    refusal = state.throttle.hit_verify(state.keyring.subject_digest("phone", phone.e164))
     if refusal is not None:
         signals.code_rejected.send(app, phone=phone.e164, purpose=purpose, reason="throttled")
         return CheckOutcome(False, refusal)

@@ -304,6 +304,16 @@ PARAMETERS: dict[str, Parameter] = {
             maximum=100000,
         ),
         Parameter(
+            "limits.ip_per_day",
+            "int",
+            50,
+            "limits",
+            _l("Codes per client IP per day"),
+            _l("Keep it well below the daily budget, so a few clients cannot spend it all."),
+            minimum=1,
+            maximum=1000000,
+        ),
+        Parameter(
             "limits.global_per_day",
             "int",
             1000,
@@ -359,6 +369,7 @@ class Values:
     phone_per_hour: int
     phone_per_day: int
     ip_per_hour: int
+    ip_per_day: int
     global_per_day: int
     verify_per_hour: int
     allowed_country_codes: tuple[int, ...]

@@ -22,7 +22,13 @@ from urllib.parse import urlsplit
 from ..exceptions import ConfigurationError
 from ..phones import mask
 from .base import Credentials, Sender, SendResult, SmsMessage, elapsed_ms, failure
-from .redaction import describe_transport_failure, gateway_message, redact_sdk_logs, scrub
+from .redaction import (
+    MAY_HAVE_BEEN_SENT,
+    describe_transport_failure,
+    gateway_message,
+    redact_sdk_logs,
+    scrub,
+)
 
 __all__ = ["AliyunSender"]
 
@@ -266,11 +272,21 @@ class AliyunSender(Sender):
             )
         except ClientException as exc:
             code = exc.get_error_code() or "SDK.HttpError"
+            maybe_sent = False
             if code == "SDK.HttpError":
                 text = describe_transport_failure(exc.get_error_msg())
+                # A read timeout or a connection dropped after the request went out: Aliyun
+                # may have accepted it. A refused or timed-out connect is a known failure.
+                maybe_sent = text.endswith(MAY_HAVE_BEEN_SENT)
             else:
                 text = scrub(gateway_message(exc.get_error_msg()), secrets, phone)
-            return failure(code, text, http_status=None, duration_ms=elapsed_ms(start))
+            return failure(
+                code,
+                text,
+                http_status=None,
+                duration_ms=elapsed_ms(start),
+                maybe_sent=maybe_sent,
+            )
         except IndexError:
             # The SDK splits a SignatureDoesNotMatch message at ':' and crashes when there is
             # none; that branch is only reached for HTTP 400 with that code.

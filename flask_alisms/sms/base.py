@@ -69,6 +69,9 @@ class SendResult:
     biz_id: str | None
     duration_ms: float
     advice: Advice | None
+    #: The request may have reached the provider and the SMS may still arrive (a read
+    #: timeout, a connection dropped after sending): an unknown outcome, not a failure.
+    maybe_sent: bool = False
 
     @property
     def category(self) -> Category | None:
@@ -105,6 +108,7 @@ def failure(
     http_status: int | None,
     request_id: str | None = None,
     duration_ms: float = 0.0,
+    maybe_sent: bool = False,
 ) -> SendResult:
     return SendResult(
         ok=False,
@@ -115,6 +119,7 @@ def failure(
         biz_id=None,
         duration_ms=duration_ms,
         advice=explain(code, http_status),
+        maybe_sent=maybe_sent,
     )
 
 

@@ -15,7 +15,13 @@ from urllib.parse import quote, quote_plus
 
 from ..phones import mask
 
-__all__ = ["describe_transport_failure", "gateway_message", "redact_sdk_logs", "scrub"]
+__all__ = [
+    "MAY_HAVE_BEEN_SENT",
+    "describe_transport_failure",
+    "gateway_message",
+    "redact_sdk_logs",
+    "scrub",
+]
 
 _MAX_MESSAGE_LENGTH = 300
 _REDACTED = "***"
@@ -58,15 +64,21 @@ def gateway_message(text: str) -> str:
     return _COLON.split(text or "", maxsplit=1)[0].strip()
 
 
+#: How a transport failure whose outcome is unknown ends its description.
+MAY_HAVE_BEEN_SENT = "it may have been sent"
+
 # Ordered: the first matching needle names the transport failure.
 _TRANSPORT_FAILURES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("read timed out", "read timeout"), "timed out waiting for the answer; it may have been sent"),
+    (
+        ("read timed out", "read timeout"),
+        "timed out waiting for the answer; " + MAY_HAVE_BEEN_SENT,
+    ),
     (("connect timeout", "connecttimeout", "timed out"), "timed out connecting"),
     (("connection refused", "errno 111", "winerror 10061"), "connection refused"),
     (("incompleteread", "connection broken", "chunkedencoding"), "answer cut off"),
     (
         ("remotedisconnected", "connection aborted", "connection reset", "closed connection"),
-        "connection dropped before an answer; it may have been sent",
+        "connection dropped before an answer; " + MAY_HAVE_BEEN_SENT,
     ),
     (("name or service not known", "nodename", "getaddrinfo", "resolve"), "DNS lookup failed"),
     (("ssl", "certificate", "tls"), "TLS error"),

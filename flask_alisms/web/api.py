@@ -69,8 +69,16 @@ def api_send_code() -> Response:
     if outcome.refusal is not None:
         raise throttled(outcome.refusal.retry_after)
     if not outcome.sent:
-        raise ApiError(502, "sms_failed", verification.failure_message(outcome))
-    return jsonify({"sent": True, "resend_after": outcome.resend_after})
+        raise ApiError(
+            503,
+            "sms_unavailable",
+            verification.failure_message(outcome),
+            retry_after=outcome.resend_after,
+        )
+    answer: dict[str, Any] = {"sent": True, "resend_after": outcome.resend_after}
+    if outcome.maybe_late:
+        answer.update(maybe_late=True, message=verification.late_message())
+    return jsonify(answer)
 
 
 def api_register() -> Response:

@@ -6,6 +6,7 @@ No helper here returns "a value or a response": a failed check is an exception.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,7 +74,23 @@ def throttled(retry_after: int, message: str | None = None) -> ApiError:
 
 
 def client_ip() -> str:
-    return request.remote_addr or "unknown"
+    """The client as the per-IP limits count it: an IPv4 address, or an IPv6 network.
+
+    One IPv6 client usually holds a whole /64 (``ALISMS_IPV6_PREFIX``), so counting its
+    addresses one by one would give it billions of budgets. An IPv4-mapped IPv6 address
+    counts as the IPv4 address it carries.
+    """
+    address = request.remote_addr or "unknown"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        bits = current_app.config["ALISMS_IPV6_PREFIX"]
+        return str(ipaddress.ip_network(f"{parsed}/{bits}", strict=False))
+    return str(parsed)
 
 
 def is_api_request() -> bool:

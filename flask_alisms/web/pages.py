@@ -82,11 +82,14 @@ def _send_code(form: Any, purpose: str) -> tuple[int, dict[str, str], int]:
             "error",
         )
         return 429, {"Retry-After": str(wait)}, wait
+    if outcome.maybe_late:
+        flash(verification.late_message(), "info")
+        return 200, {}, outcome.resend_after
     if outcome.sent:
         flash(_("We sent a code by SMS. It is valid for a few minutes."), "success")
         return 200, {}, outcome.resend_after
     flash(verification.failure_message(outcome), "error")
-    return 502, {}, 0
+    return 503, {"Retry-After": str(outcome.resend_after)}, 0
 
 
 def _finish(form: Any, purpose: str, redirect_to: str) -> Any:

@@ -1,0 +1,210 @@
+"""What every send consults before it spends: the provider's health and durable budgets.
+
+Why here and not per process: an outage seen by one worker must change the answers of all of
+them (or each worker would answer registered and unregistered numbers differently until it
+hit the failure itself), and a budget must outlive the process and the limiter storage. So:
+
+- :class:`SendTimes` draws the delay of a skipped send from recent real send durations in
+  the send log, shared by every worker and kept across restarts;
+- the provider breaker lives in the limiter storage, beside the budgets it protects;
+- when that storage has lost its state (its epoch key is gone: a Redis restart or flush, a
+  new ``memory://`` process), the send windows are rebuilt from the send log, the durable
+  record of spend, before anything is spent. A warm request pays one storage read for all
+  of this (one ``MGET`` on Redis).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from limits.storage import MemoryStorage, MovingWindowSupport, RedisClusterStorage, RedisStorage
+
+from .throttle import DAY, Rule, send_rules
+
+logger = logging.getLogger(__name__)
+
+#: Outside the ``alisms/`` prefix, so :meth:`Throttle.reset` (an admin's deliberate reset)
+#: does not make the next request rebuild what was just forgotten.
+EPOCH_KEY = "alisms-epoch"
+REBUILD_LOCK = "alisms-epoch-lock"
+OPEN_KEY = "alisms/provider/open"
+SUSPECT_KEY = "alisms/provider/suspect"
+PROBE_KEY = "alisms/provider/probe"
+_FOREVER = 10 * 365 * DAY
+_REBUILD_WAIT = 5.0
+
+
+class Health(enum.Enum):
+    CLOSED = "closed"  # the provider works: send
+    OPEN = "open"  # it failed for everyone within the cooldown: answer 503, call nobody
+    HALF_OPEN = "half_open"  # the cooldown is over: one real send may probe it
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    epoch: bool
+    health: Health
+
+
+def read(storage: Any) -> Snapshot:
+    """The epoch marker and the breaker's state, in one round trip where the storage allows."""
+    keys = (EPOCH_KEY, OPEN_KEY, SUSPECT_KEY)
+    if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
+        connection: Any = storage.get_connection(True)
+        values = [int(v or 0) for v in connection.mget([storage.prefixed_key(k) for k in keys])]
+    else:
+        values = [storage.get(key) for key in keys]
+    epoch, down, suspect = (value > 0 for value in values)
+    health = Health.OPEN if down else Health.HALF_OPEN if suspect else Health.CLOSED
+    return Snapshot(epoch, health)
+
+
+def trip(storage: Any, cooldown: float) -> None:
+    """Open the breaker for ``cooldown`` seconds; it stays suspect until a probe succeeds."""
+    storage.clear(PROBE_KEY)
+    storage.incr(OPEN_KEY, max(1, math.ceil(cooldown)))
+    storage.incr(SUSPECT_KEY, DAY)
+
+
+def recovered(storage: Any) -> None:
+    for key in (OPEN_KEY, SUSPECT_KEY, PROBE_KEY):
+        storage.clear(key)
+
+
+def take_probe(storage: Any, seconds: float) -> bool:
+    """Whether this request is the one that may try the provider after the cooldown."""
+    return int(storage.incr(PROBE_KEY, max(1, math.ceil(seconds)))) == 1
+
+
+# -- durable budgets ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spend:
+    """One send-log row that spent the send budgets."""
+
+    at: dt.datetime  # naive UTC
+    purpose: str
+    phone: str  # keyed digest
+    client: str  # keyed digest of the client network
+
+
+def rebuild(
+    storage: Any, values: Any, load: Callable[[dt.datetime], Iterable[Spend]]
+) -> None:
+    """Refill every send window from the log unless another process is doing it.
+
+    Raises when the log cannot be read or the rebuild does not finish in time: the caller
+    refuses the request (503) rather than send against budgets it cannot see.
+    """
+    if int(storage.incr(REBUILD_LOCK, 30)) != 1:
+        deadline = time.monotonic() + _REBUILD_WAIT
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if storage.get(EPOCH_KEY) > 0:
+                return
+        raise TimeoutError("another process is still rebuilding the send budgets")
+    try:
+        now = time.time()
+        since = dt.datetime.fromtimestamp(now - DAY, dt.timezone.utc).replace(tzinfo=None)
+        windows: dict[str, tuple[Rule, list[float]]] = {}
+        for spend in load(since):
+            stamp = spend.at.replace(tzinfo=dt.timezone.utc).timestamp()
+            for rule in send_rules(values, spend.phone, spend.client, spend.purpose):
+                if stamp > now - rule.window:
+                    windows.setdefault(rule.key, (rule, []))[1].append(stamp)
+        _write(storage, windows.values(), now)
+        storage.incr(EPOCH_KEY, _FOREVER)
+        # Windows to rebuild mean the storage lost what it held (a restart, a flush).
+        logger.log(
+            logging.WARNING if windows else logging.INFO,
+            "Send budgets rebuilt from the send log into the limiter storage: %d windows",
+            len(windows),
+        )
+    finally:
+        storage.clear(REBUILD_LOCK)
+
+
+def _write(storage: Any, windows: Iterable[tuple[Rule, list[float]]], now: float) -> None:
+    """Put each window's entries back, newest first, trimmed to its limit.
+
+    Redis and ``memory://`` keep the original times, so a window ends when it would have;
+    other storages can only stamp "now", which is stricter, never looser.
+    """
+    items = [(rule, sorted(stamps, reverse=True)[: max(rule.limit, 1)]) for rule, stamps in windows]
+    if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
+        connection: Any = storage.get_connection()
+        pipe = connection.pipeline()
+        for rule, stamps in items:
+            key = storage.prefixed_key(rule.key)
+            pipe.delete(key)
+            pipe.rpush(key, *[repr(stamp) for stamp in stamps])
+            pipe.expire(key, max(1, math.ceil(stamps[0] + rule.window - now)))
+        pipe.execute()
+    elif isinstance(storage, MemoryStorage):
+        from limits.storage.memory import Entry
+
+        for rule, stamps in items:
+            entries = []
+            for stamp in stamps:
+                entry = Entry(rule.window)
+                entry.atime, entry.expiry = stamp, stamp + rule.window
+                entries.append(entry)
+            with storage.locks[rule.key]:
+                storage.events[rule.key] = entries
+    elif isinstance(storage, MovingWindowSupport):
+        for rule, stamps in items:
+            for _ in stamps:
+                storage.acquire_entry(rule.key, rule.limit, rule.window)
+    else:
+        for rule, stamps in items:
+            for _ in stamps:
+                storage.incr(rule.key, rule.window)
+
+
+# -- how long a real send takes -------------------------------------------------------------
+
+
+class SendTimes:
+    """Recent real send durations, from the send log every worker writes.
+
+    A skipped send sleeps one of them drawn at random, so its time has the distribution of a
+    real send's from the first request of a new worker on. Real and skipped sends both call
+    :meth:`sample` at the same point, so the occasional reload costs both alike.
+    """
+
+    REFRESH_SECONDS = 30.0
+    SIZE = 200
+    #: Until a site has sent anything: about what Aliyun takes from mainland China.
+    PRIOR_MS = (60.0, 180.0)
+
+    def __init__(self) -> None:
+        self._samples: list[float] = []
+        self._loaded_at = -math.inf
+        self._lock = threading.Lock()
+
+    def sample(self, load: Callable[[int], Sequence[float]]) -> float:
+        """Seconds a real send takes, drawn from the recent ones (``load`` reads the log)."""
+        if time.monotonic() - self._loaded_at > self.REFRESH_SECONDS:
+            # A database error propagates: the request is refused before it spends anything.
+            fresh = [float(ms) for ms in load(self.SIZE) if ms is not None and ms >= 0]
+            with self._lock:
+                self._samples, self._loaded_at = fresh, time.monotonic()
+        samples = self._samples
+        if not samples:
+            return random.uniform(*self.PRIOR_MS) / 1000.0  # noqa: S311
+        return random.choice(samples) / 1000.0  # noqa: S311
+
+    def add(self, duration_ms: float) -> None:
+        with self._lock:
+            self._samples = [*self._samples[-(self.SIZE - 1) :], duration_ms]
+

@@ -99,9 +99,17 @@ class Spend:
 
 
 def rebuild(
-    storage: Any, values: Any, load: Callable[[dt.datetime], Iterable[Spend]]
+    storage: Any,
+    values: Any,
+    load: Callable[[dt.datetime], Iterable[Spend]],
+    failing_for: Callable[[], float | None],
+    cooldown: float,
 ) -> None:
     """Refill every send window from the log unless another process is doing it.
+
+    The breaker is restored too: ``failing_for`` gives the age in seconds of the last real
+    send if it failed for every number (None otherwise), so a new worker does not answer
+    differently from the others while the provider is down.
 
     Raises when the log cannot be read or the rebuild does not finish in time: the caller
     refuses the request (503) rather than send against budgets it cannot see.
@@ -123,6 +131,11 @@ def rebuild(
                 if stamp > now - rule.window:
                     windows.setdefault(rule.key, (rule, []))[1].append(stamp)
         _write(storage, windows.values(), now)
+        age = failing_for()
+        if age is not None:
+            storage.incr(SUSPECT_KEY, DAY)
+            if age < cooldown:
+                storage.incr(OPEN_KEY, max(1, math.ceil(cooldown - age)))
         storage.incr(EPOCH_KEY, _FOREVER)
         # Windows to rebuild mean the storage lost what it held (a restart, a flush).
         logger.log(

@@ -311,8 +311,29 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
 
 
 def _about_this_number(result: SendResult) -> bool:
-    """A failure that says something about the recipient, not about the provider."""
+    """A failure that says something about the recipient, not about the provider.
+
+    Keep in step with :func:`_failing_for`, which reads the same from the log.
+    """
     return result.category is Category.INVALID_NUMBER or result.code == "isv.BUSINESS_LIMIT_CONTROL"
+
+
+def _failing_for(state: AliSMSState) -> float | None:
+    """Seconds since the last real send, if it failed for a reason not about its number."""
+    log = state.models.SendLog
+    statement = (
+        sa.select(log.created_at, log.category, log.code)
+        .where(log.phone_digest.is_not(None), log.category != "skipped")
+        .order_by(log.id.desc())
+        .limit(1)
+    )
+    row = state.db.session.execute(statement).first()
+    if row is None or row.category in ("sent", Category.INVALID_NUMBER.value):
+        return None
+    if row.code == "isv.BUSINESS_LIMIT_CONTROL":
+        return None
+    at = row.created_at.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (dt.datetime.now(dt.timezone.utc) - at).total_seconds())
 
 
 def _cooldown() -> int:
@@ -325,7 +346,14 @@ def _prepare(state: AliSMSState) -> guard.Health:
     try:
         snapshot = guard.read(storage)
         if not snapshot.epoch:
-            guard.rebuild(storage, state.params.values(), partial(_spends, state))
+            guard.rebuild(
+                storage,
+                state.params.values(),
+                partial(_spends, state),
+                partial(_failing_for, state),
+                current_app.config["ALISMS_PROVIDER_COOLDOWN"],
+            )
+            snapshot = guard.read(storage)  # with the breaker the log restored
     except Exception as exc:  # the storage's or the database's error
         state.db.session.rollback()
         if current_app.config["ALISMS_LIMITS_FAIL_OPEN"]:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from flask.cli import with_appcontext
 
 from .exceptions import DecryptionError, InvalidParameter, InvalidPhone
+from .flows.guard import persistence_warning
 from .models import transaction, utcnow
 from .parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, PARAMETERS
 from .phones import parse_phone
@@ -98,6 +99,9 @@ def check() -> None:
     if state.user_adapter is None:
         problems.append("no user adapter: pass AliSMS(user_adapter=...)")
     click.echo(f"Sender: {state.sender_for_send().name}")
+    warning = persistence_warning(state.throttle.storage)
+    if warning is not None:  # a warning, not a missing piece: the exit status stays
+        click.echo(f"Warning: {warning}")
     if state.mobile_registration_open():  # the verdict; the list above only says why not
         click.echo("Ready: mobile registration is open.")
         return

@@ -334,11 +334,18 @@ def test_redis_counters_are_named_by_rule(sms: tuple[Host, MemorySender]) -> Non
     server.rpush(host_key, b"1")
     assert _send(host.client(), PHONES[5]).status_code == 200
     keys = set(server.scan_iter(match="LIMITS:alisms/*"))
+    # Subjects are keyed digests (no number or address in Redis); a number's budgets are
+    # per purpose (issue 12).
+    with host.app.app_context():
+        keyring = host.app.extensions["alisms"].keyring
+        phone = keyring.subject_digest("phone", PHONES[5])
+        client = keyring.subject_digest("client", "127.0.0.1")
     assert keys == {
-        b"LIMITS:alisms/ip-hour/127.0.0.1",
-        f"LIMITS:alisms/phone-interval/{PHONES[5]}".encode(),
-        f"LIMITS:alisms/phone-hour/{PHONES[5]}".encode(),
-        f"LIMITS:alisms/phone-day/{PHONES[5]}".encode(),
+        f"LIMITS:alisms/ip-hour/{client}".encode(),
+        f"LIMITS:alisms/ip-day/{client}".encode(),
+        f"LIMITS:alisms/phone-interval/{phone}/register".encode(),
+        f"LIMITS:alisms/phone-hour/{phone}/register".encode(),
+        f"LIMITS:alisms/phone-day/{phone}/register".encode(),
         b"LIMITS:alisms/global-day/site",
     }
     host.app.extensions["alisms"].throttle.reset()

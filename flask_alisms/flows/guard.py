@@ -184,6 +184,37 @@ def _write(storage: Any, windows: Iterable[tuple[Rule, list[float]]], now: float
                 storage.incr(rule.key, rule.window)
 
 
+def persistence_warning(storage: Any) -> str | None:
+    """Why the limiter storage may lose the budgets, for ``flask alisms check``; None if fine.
+
+    The send log rebuilds them, but only what the log holds (a day of sends): a storage that
+    persists is still the first line.
+    """
+    if isinstance(storage, MemoryStorage):
+        return (
+            "the send limits live in this process's memory (memory://): each worker counts "
+            "on its own; use ALISMS_LIMITER_STORAGE_URI = 'redis://...' with several workers"
+        )
+    if not isinstance(storage, RedisStorage):
+        return None
+    try:
+        connection: Any = storage.get_connection()
+        save = connection.config_get("save").get("save", "")
+        appendonly = connection.config_get("appendonly").get("appendonly", "no")
+    except Exception as exc:  # CONFIG renamed or not allowed (managed Redis), or down
+        return (
+            f"could not tell whether the limiter's Redis persists ({type(exc).__name__}): "
+            "make sure it saves (RDB 'save' or 'appendonly yes')"
+        )
+    if not str(save).strip() and str(appendonly).lower() != "yes":
+        return (
+            "the limiter's Redis has no persistence (save '' and appendonly no): a restart "
+            "forgets the limits until they are rebuilt from the send log; enable "
+            "'appendonly yes' or RDB snapshots"
+        )
+    return None
+
+
 # -- how long a real send takes -------------------------------------------------------------
 
 

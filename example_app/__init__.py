@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from flask import Flask, flash, redirect, render_template, session, url_for
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect, FlaskForm
+from werkzeug.exceptions import BadRequest
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length
@@ -27,6 +28,7 @@ from flask_alisms import AliSMS, SQLAlchemyUserAdapter
 from flask_alisms.i18n import current_language, gettext, lazy_gettext, ngettext
 from flask_alisms.phones import InvalidPhone, parse_phone
 from flask_alisms.web.forms import TranslatedMeta
+from flask_alisms.web.http import server_body_errors
 
 #: The site's own strings, in the flask_alisms domain; the extension searches it first.
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -87,6 +89,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         },
         # The site's catalogue (example_app/translations) before flask-alisms' own.
         ALISMS_TRANSLATION_DIRECTORIES=[str(TRANSLATIONS)],
+        # A maximum makes Werkzeug read the body through a LimitedStream, which turns the
+        # server's read errors (bad chunking, a body cut short) into a 400.
+        MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.config.from_pyfile("config.py", silent=True)
     # The conventional variables of hosting platforms, then FLASK_* ones (which win).
@@ -117,6 +122,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "ngettext": ngettext,
             "alisms_lang": current_language(),
         }
+
+    for error in server_body_errors():  # gunicorn's chunk errors on the site's own routes
+
+        @app.errorhandler(error)
+        def unreadable_body(exc: Exception) -> Any:
+            return BadRequest(gettext("The request body could not be read."))
 
     @app.get("/")
     def index() -> str:

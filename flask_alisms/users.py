@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
-from .models import transaction
+from .models import read_retrying, transaction
 
 
 @runtime_checkable
@@ -58,7 +58,10 @@ class SQLAlchemyUserAdapter:
             # Built once: on the send-code path, building it costs about as much as running it.
             column = getattr(self.model, self.phone_attribute)
             self._by_phone = sa.select(self.model).where(column == sa.bindparam("phone")).limit(1)
-        return self.db.session.scalars(self._by_phone, {"phone": phone}).first()
+        query, session = self._by_phone, self.db.session
+        return read_retrying(
+            lambda: session.scalars(query, {"phone": phone}).first(), session
+        )
 
     def create_user(self, phone: str, password_hash: str, fields: Mapping[str, Any]) -> Any:
         user = self.model(

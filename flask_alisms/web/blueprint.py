@@ -9,15 +9,19 @@ functions' names), or wraps the original, imported from :mod:`.api`, :mod:`.page
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, render_template
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from ..exceptions import CodeStoreUnavailable, LimiterUnavailable
 from ..i18n import gettext as _
 from ..i18n import install as install_i18n
+from ..state import get_state
 from . import admin, api, pages
 from .http import (
     ApiError,
@@ -27,6 +31,11 @@ from .http import (
     no_store,
     server_body_errors,
 )
+
+logger = logging.getLogger(__name__)
+
+#: A lost or unreachable database, an exhausted pool: the service, not the request, is at fault.
+DATABASE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 _API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -48,6 +57,8 @@ def create_blueprint(app: Flask) -> Blueprint:
     bp.register_error_handler(LimiterUnavailable, _limiter_down)
     bp.register_error_handler(CodeStoreUnavailable, _code_store_down)
     bp.register_error_handler(HTTPException, _http_error)
+    for db_error in DATABASE_DOWN:
+        bp.register_error_handler(db_error, _database_down)
     for error in server_body_errors():
         bp.register_error_handler(error, _unreadable_body)
 
@@ -98,6 +109,20 @@ def _limiter_down(exc: LimiterUnavailable) -> Any:
 
 def _code_store_down(exc: CodeStoreUnavailable) -> Any:
     return _unavailable(_("Your code could not be saved. Please request a new one in a minute."))
+
+
+def _database_down(exc: Exception) -> Any:
+    """503, and a log line without the exception's text: it carries the SQL parameters."""
+    with contextlib.suppress(sa.exc.SQLAlchemyError):  # the teardown removes the session anyway
+        get_state().db.session.rollback()
+    orig = getattr(exc, "orig", None)
+    logger.error(
+        "Database unavailable on %s: %s%s",
+        request.endpoint,
+        type(exc).__name__,
+        f" ({type(orig).__module__}.{type(orig).__name__})" if orig is not None else "",
+    )
+    return _unavailable(_("The service is unavailable for a moment. Please try again shortly."))
 
 
 def _unreadable_body(exc: Exception) -> Any:

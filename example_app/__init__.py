@@ -9,6 +9,7 @@ conventions: ``instance/config.py`` if present, then ``FLASK_*`` environment var
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -16,9 +17,12 @@ from typing import Any
 
 import click
 import sqlalchemy as sa
-from flask import Flask, flash, redirect, render_template, session, url_for
+from flask import Flask, Response, flash, redirect, render_template, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect, FlaskForm
+from limits import RateLimitItemPerHour, RateLimitItemPerMinute
+from limits.strategies import MovingWindowRateLimiter
+from werkzeug.exceptions import BadRequest
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length
@@ -26,7 +30,9 @@ from wtforms.validators import InputRequired, Length
 from flask_alisms import AliSMS, SQLAlchemyUserAdapter
 from flask_alisms.i18n import current_language, gettext, lazy_gettext, ngettext
 from flask_alisms.phones import InvalidPhone, parse_phone
+from flask_alisms.state import get_state
 from flask_alisms.web.forms import TranslatedMeta
+from flask_alisms.web.http import server_body_errors
 
 #: The site's own strings, in the flask_alisms domain; the extension searches it first.
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -41,18 +47,46 @@ class User(db.Model):  # type: ignore[name-defined]
     phone = sa.Column(sa.String(32), unique=True, nullable=False)
     password_hash = sa.Column(sa.String(256), nullable=False)
     is_admin = sa.Column(sa.Boolean, nullable=False, default=False)
+    # Bumped by a password reset: every session holding an older value is signed out.
+    session_version = sa.Column(sa.Integer, nullable=False, default=0, server_default="0")
 
 
 def login(user: User) -> None:
-    session["user_id"] = user.id
+    session["user"] = users.session_token(user)
 
 
 def current_user() -> User | None:
-    user_id = session.get("user_id")
-    return db.session.get(User, user_id) if user_id is not None else None
+    user: User | None = users.load_by_session_token(session.get("user"))
+    return user
 
 
-alisms = AliSMS(db=db, user_adapter=SQLAlchemyUserAdapter(db, User, login=login))
+users = SQLAlchemyUserAdapter(db, User, login=login, session_version_attribute="session_version")
+alisms = AliSMS(db=db, user_adapter=users)
+
+#: Security headers for the site's own pages (the extension sets the same on its own).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+#: Password sign-in budgets, in the limits storage the extension uses: every attempt per
+#: address, failures per number (counted the same for unknown numbers, so a 429 tells nothing).
+LOGIN_PER_IP = RateLimitItemPerMinute(10)
+LOGIN_FAILURES_PER_NUMBER = RateLimitItemPerHour(10)
+
+#: Hashed once at start: an unknown number costs the same hash check as a known one.
+_DUMMY_HASH: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(generate_password_hash(secrets.token_urlsafe(16)))
+    return _DUMMY_HASH[0]
 
 
 @alisms.admin_loader
@@ -87,6 +121,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         },
         # The site's catalogue (example_app/translations) before flask-alisms' own.
         ALISMS_TRANSLATION_DIRECTORIES=[str(TRANSLATIONS)],
+        # A maximum makes Werkzeug read the body through a LimitedStream, which turns the
+        # server's read errors (bad chunking, a body cut short) into a 400.
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    # Outside debug the session cookie only travels over HTTPS; SameSite=Lax keeps it off
+    # cross-site POSTs. hide_parameters: SQLAlchemy's errors would carry phone numbers.
+    app.config.update(
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=not app.debug,
+        SESSION_COOKIE_HTTPONLY=True,
+        SQLALCHEMY_ENGINE_OPTIONS={"hide_parameters": True},
     )
     app.config.from_pyfile("config.py", silent=True)
     # The conventional variables of hosting platforms, then FLASK_* ones (which win).
@@ -118,6 +163,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "alisms_lang": current_language(),
         }
 
+    for error in server_body_errors():  # gunicorn's chunk errors on the site's own routes
+
+        @app.errorhandler(error)
+        def unreadable_body(exc: Exception) -> Any:
+            return BadRequest(gettext("The request body could not be read."))
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
     @app.get("/")
     def index() -> str:
         return render_template("example/index.html", user=current_user())
@@ -126,18 +183,37 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     def login_page() -> Any:
         form = LoginForm()
         if form.validate_on_submit():
-            user = None
+            number = str(form.phone.data or "").strip()[:32]
             try:
-                phone = parse_phone(
-                    form.phone.data, alisms.params.get("phone.allowed_country_codes")
-                )
-                user = db.session.scalars(sa.select(User).where(User.phone == phone.e164)).first()
+                parsed: str | None = parse_phone(
+                    number, alisms.params.get("phone.allowed_country_codes")
+                ).e164
             except InvalidPhone:
-                pass
-            if user is not None and check_password_hash(user.password_hash, form.password.data):
+                parsed = None
+            limiter = MovingWindowRateLimiter(get_state().throttle.storage)
+            who = ("example-login", parsed or number)
+            try:
+                allowed = limiter.hit(LOGIN_PER_IP, "example-login-ip", request.remote_addr or "")
+                allowed = allowed and limiter.test(LOGIN_FAILURES_PER_NUMBER, *who)
+            except Exception:  # any storage driver's error: fail closed
+                app.logger.error("Limiter storage unavailable: password sign-in refused")
+                return render_template("example/login.html", form=form), 503
+            if not allowed:
+                form.password.errors.append(
+                    gettext("Too many attempts. Please wait a few minutes and try again.")
+                )
+                return render_template("example/login.html", form=form), 429
+            user = None
+            if parsed is not None:
+                user = db.session.scalars(sa.select(User).where(User.phone == parsed)).first()
+            # The same hash check whether the number is known or not: equal time.
+            stored = user.password_hash if user is not None else _dummy_hash()
+            if check_password_hash(stored, form.password.data) and user is not None:
                 session.clear()
                 login(user)
                 return redirect(url_for("index"))
+            with contextlib.suppress(Exception):
+                limiter.hit(LOGIN_FAILURES_PER_NUMBER, *who)
             form.password.errors.append(gettext("Wrong number or password."))
         return render_template("example/login.html", form=form)
 

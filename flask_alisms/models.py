@@ -8,16 +8,44 @@ object, so two apps sharing one ``db`` share one set of classes.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from flask_sqlalchemy import SQLAlchemy
 
 _built: weakref.WeakKeyDictionary[SQLAlchemy, Models] = weakref.WeakKeyDictionary()
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def read_retrying(read: Callable[[], T], session: Any | None = None) -> T:
+    """Run a read-only query; if its pooled connection was dead, run it once more.
+
+    Why retry and not ``pool_pre_ping``: pre-ping costs a round trip on every checkout and is
+    an option of the host's engine, which the extension does not change; a dead connection is
+    rare, and SQLAlchemy invalidates the whole pool on the first disconnect, so one retry gets
+    a fresh connection and the requests after it find a clean pool. Only a read that starts a
+    transaction is retried: work done earlier in the same transaction died with the connection
+    and must fail, not be silently carried on.
+    """
+    if isinstance(session, sa.orm.scoped_session):
+        session = session()
+    fresh = session is None or not session.in_transaction()
+    try:
+        return read()
+    except sa.exc.DBAPIError as exc:
+        if not (fresh and exc.connection_invalidated):
+            raise
+        if session is not None:
+            session.rollback()
+        logger.warning("A pooled database connection was dead; reading again on a new one")
+        return read()
 
 
 @contextmanager

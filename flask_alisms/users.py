@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
-from .models import transaction
+from .models import read_retrying, transaction
 
 
 @runtime_checkable
@@ -34,6 +34,14 @@ class UserAdapter(Protocol):
         """Log ``user`` in as the host does (e.g. ``flask_login.login_user``), or do nothing."""
 
 
+@runtime_checkable
+class SessionEnder(Protocol):
+    """Optional on a user adapter: the password reset calls it when present."""
+
+    def end_sessions(self, user: Any) -> None:
+        """Make every session of ``user`` invalid (the current one is renewed afterwards)."""
+
+
 class SQLAlchemyUserAdapter:
     """Adapter for a Flask-SQLAlchemy user model with phone and password-hash columns."""
 
@@ -45,11 +53,13 @@ class SQLAlchemyUserAdapter:
         phone_attribute: str = "phone",
         password_attribute: str = "password_hash",  # noqa: S107 - a column name
         login: Callable[[Any], Any] | None = None,
+        session_version_attribute: str | None = None,
     ) -> None:
         self.db = db
         self.model = model
         self.phone_attribute = phone_attribute
         self.password_attribute = password_attribute
+        self.session_version_attribute = session_version_attribute
         self._login = login
         self._by_phone: sa.Select[Any] | None = None
 
@@ -58,7 +68,10 @@ class SQLAlchemyUserAdapter:
             # Built once: on the send-code path, building it costs about as much as running it.
             column = getattr(self.model, self.phone_attribute)
             self._by_phone = sa.select(self.model).where(column == sa.bindparam("phone")).limit(1)
-        return self.db.session.scalars(self._by_phone, {"phone": phone}).first()
+        query, session = self._by_phone, self.db.session
+        return read_retrying(
+            lambda: session.scalars(query, {"phone": phone}).first(), session
+        )
 
     def create_user(self, phone: str, password_hash: str, fields: Mapping[str, Any]) -> Any:
         user = self.model(
@@ -74,6 +87,45 @@ class SQLAlchemyUserAdapter:
 
     def get_id(self, user: Any) -> Any:
         return getattr(user, "id", None)
+
+    # -- ending sessions: a version number that every session token carries -------------------
+
+    def end_sessions(self, user: Any) -> None:
+        """Bump the user's session version, so that every token made before is refused.
+
+        Without ``session_version_attribute`` there is nothing to bump and sessions live on
+        (the README says how to add the column).
+        """
+        attribute = self.session_version_attribute
+        if attribute is None:
+            return
+        with transaction(self.db.session):
+            # An SQL expression: two resets at once both count.
+            setattr(user, attribute, getattr(self.model, attribute) + 1)
+
+    def session_token(self, user: Any) -> str:
+        """What a session should hold for ``user``: its id and session version, e.g. ``"7:3"``.
+
+        Use it as Flask-Login's ``get_id`` (and :meth:`load_by_session_token` as the
+        ``user_loader``), or store it in ``session`` yourself.
+        """
+        version = getattr(user, self.session_version_attribute or "", 0) or 0
+        return f"{self.get_id(user)}:{int(version)}"
+
+    def load_by_session_token(self, token: object) -> Any | None:
+        """The user of a :meth:`session_token`, or None once its sessions were ended."""
+        if not isinstance(token, str) or ":" not in token:
+            return None
+        ident, _, version = token.rpartition(":")
+        key_type = sa.inspect(self.model).primary_key[0].type
+        try:
+            user = self.db.session.get(self.model, key_type.python_type(ident))
+        except (ValueError, NotImplementedError):
+            return None
+        if user is None:
+            return None
+        current = getattr(user, self.session_version_attribute or "", 0) or 0
+        return user if version == str(int(current)) else None
 
     def login(self, user: Any) -> None:
         if self._login is not None:

@@ -21,6 +21,7 @@ from ..exceptions import AccountError
 from ..i18n import gettext as _
 from ..phones import Phone
 from ..state import get_state
+from ..users import SessionEnder
 from .verification import check_code, check_gate
 
 logger = logging.getLogger(__name__)
@@ -136,5 +137,9 @@ def reset_password(phone: Phone, code: object, password: str) -> AccountResult:
         "reset_failed",
         _("Your password could not be changed. Please request a new code and try again."),
     ):
+        # Sessions first: if setting the password then fails, the user signs in again with
+        # the old one, rather than an attacker's session outliving the new one.
+        if isinstance(users, SessionEnder):
+            users.end_sessions(user)
         users.set_password(user, state.callbacks.hash_password(password))
     return _signed_in(user, phone, "reset", signals.password_reset)

@@ -114,27 +114,30 @@ class DatabaseCodeStore(CodeStore):
                 session.execute(sa.update(model).where(*match).values(**fields))
 
     def check(self, phone: str, purpose: str, digest: str) -> Verdict:
+        """Take one try with a conditional UPDATE first, then compare.
+
+        The decrement is the ticket for a comparison: of checks racing on one code, only as
+        many as there are tries left get a row back, so a code is never compared more than
+        ``attempts`` times, whatever the number of processes. The UPDATE also locks the row
+        (PostgreSQL, InnoDB; SQLite locks the file) until the commit, so the digest read next
+        is the one the try was taken on.
+        """
         model, session = self._model, self._db.session
+        match = (model.phone == phone, model.purpose == purpose)
         with transaction(session):
-            row = session.execute(
-                sa.select(model.id, model.digest, model.expires_at, model.attempts_left).where(
-                    model.phone == phone, model.purpose == purpose
-                )
-            ).first()
-            if row is None or row.expires_at <= utcnow() or row.attempts_left <= 0:
-                return Verdict.INVALID
-            if hmac.compare_digest(row.digest, digest):
-                # Only one of two simultaneous correct submissions deletes the row.
-                result: Any = session.execute(
-                    sa.delete(model).where(model.id == row.id, model.digest == digest)
-                )
-                return Verdict.ACCEPTED if result.rowcount == 1 else Verdict.INVALID
-            result = session.execute(
+            taken: Any = session.execute(
                 sa.update(model)
-                .where(model.id == row.id, model.attempts_left > 0)
+                .where(*match, model.attempts_left > 0, model.expires_at > utcnow())
                 .values(attempts_left=model.attempts_left - 1)
+                .execution_options(synchronize_session=False)
             )
-            return Verdict.WRONG if result.rowcount == 1 else Verdict.INVALID
+            if taken.rowcount != 1:
+                return Verdict.INVALID
+            row = session.execute(sa.select(model.id, model.digest).where(*match)).first()
+            if row is None or not hmac.compare_digest(row.digest, digest):
+                return Verdict.WRONG if row is not None else Verdict.INVALID
+            session.execute(sa.delete(model).where(model.id == row.id))
+            return Verdict.ACCEPTED
 
     def purge(self, older_than: dt.datetime) -> int:
         model, session = self._model, self._db.session
@@ -158,13 +161,13 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 _CHECK_SCRIPT = """
 local stored = redis.call('HGET', KEYS[1], 'digest')
 if not stored then return 0 end
-local left = tonumber(redis.call('HGET', KEYS[1], 'left'))
-if left <= 0 then return 0 end
+-- The try is taken before the comparison, inside the script: Redis runs one script at a
+-- time, so no more than the tries left are ever compared.
+if redis.call('HINCRBY', KEYS[1], 'left', -1) < 0 then return 0 end
 if stored == ARGV[1] then
   redis.call('DEL', KEYS[1])
   return 1
 end
-redis.call('HINCRBY', KEYS[1], 'left', -1)
 return 2
 """
 

@@ -24,7 +24,7 @@ from flask_sqlalchemy import SQLAlchemy
 from ..crypto import DecryptionError, Keyring
 from ..exceptions import ConfigurationError, InvalidParameter
 from ..i18n import gettext as _
-from ..models import Models, transaction, utcnow
+from ..models import Models, read_retrying, transaction, utcnow
 from .registry import (
     ENABLE_MOBILE_REGISTER,
     PARAMETERS,
@@ -86,10 +86,11 @@ class ParameterStore:
         model = self._models.Parameter
         # Its own short connection: the host's session may hold a transaction whose snapshot
         # (REPEATABLE READ on MariaDB) would hide another process's change.
-        with self._db.engine.connect() as connection:
-            stored: dict[str, str] = dict(
-                connection.execute(sa.select(model.key, model.value)).all()
-            )
+        def read() -> dict[str, str]:
+            with self._db.engine.connect() as connection:
+                return dict(connection.execute(sa.select(model.key, model.value)).all())
+
+        stored = read_retrying(read)
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for key, param in PARAMETERS.items():

@@ -9,17 +9,33 @@ functions' names), or wraps the original, imported from :mod:`.api`, :mod:`.page
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, render_template
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from ..exceptions import CodeStoreUnavailable, LimiterUnavailable
 from ..i18n import gettext as _
 from ..i18n import install as install_i18n
+from ..state import get_state
 from . import admin, api, pages
-from .http import ApiError, csrf_error, is_api_request, no_store
+from .http import (
+    ApiError,
+    bound_request_body,
+    csrf_error,
+    is_api_request,
+    no_store,
+    server_body_errors,
+)
+
+logger = logging.getLogger(__name__)
+
+#: A lost or unreachable database, an exhausted pool: the service, not the request, is at fault.
+DATABASE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 _API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -34,12 +50,17 @@ def create_blueprint(app: Flask) -> Blueprint:
         static_url_path="/static",
     )
     install_i18n(bp)
+    bp.url_value_preprocessor(bound_request_body)
     bp.after_request(no_store)
     bp.register_error_handler(ApiError, _api_error)
     bp.register_error_handler(CSRFError, _csrf_failed)
     bp.register_error_handler(LimiterUnavailable, _limiter_down)
     bp.register_error_handler(CodeStoreUnavailable, _code_store_down)
     bp.register_error_handler(HTTPException, _http_error)
+    for db_error in DATABASE_DOWN:
+        bp.register_error_handler(db_error, _database_down)
+    for error in server_body_errors():
+        bp.register_error_handler(error, _unreadable_body)
 
     bp.add_url_rule(
         "/api/", "api_fallback", api.api_fallback, defaults={"rest": ""}, methods=_API_METHODS
@@ -90,8 +111,27 @@ def _code_store_down(exc: CodeStoreUnavailable) -> Any:
     return _unavailable(_("Your code could not be saved. Please request a new one in a minute."))
 
 
+def _database_down(exc: Exception) -> Any:
+    """503, and a log line without the exception's text: it carries the SQL parameters."""
+    with contextlib.suppress(sa.exc.SQLAlchemyError):  # the teardown removes the session anyway
+        get_state().db.session.rollback()
+    orig = getattr(exc, "orig", None)
+    logger.error(
+        "Database unavailable on %s: %s%s",
+        request.endpoint,
+        type(exc).__name__,
+        f" ({type(orig).__module__}.{type(orig).__name__})" if orig is not None else "",
+    )
+    return _unavailable(_("The service is unavailable for a moment. Please try again shortly."))
+
+
+def _unreadable_body(exc: Exception) -> Any:
+    """A body the server could not decode (bad chunking): the client's fault, a 400."""
+    return _http_error(BadRequest(_("The request body could not be read.")))
+
+
 def _http_error(exc: HTTPException) -> Any:
     if is_api_request():
-        name = exc.name.lower().replace(" ", "_")
+        name = "too_large" if exc.code == 413 else exc.name.lower().replace(" ", "_")
         return ApiError(exc.code or 500, name, exc.description or exc.name).response()
     return exc

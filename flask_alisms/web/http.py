@@ -6,6 +6,7 @@ No helper here returns "a value or a response": a failed check is an exception.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,8 @@ from ..phones import Phone, parse_phone
 from ..state import get_state
 
 MAX_JSON_BYTES = 16 * 1024
+#: What the extension's routes read at most, whatever the framing (forms are a few KiB).
+MAX_BODY_BYTES = 64 * 1024
 
 #: The HTTP status of each stable error code that a flow can raise.
 STATUS = {
@@ -110,6 +113,36 @@ def no_store(response: Response) -> Response:
         "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
     )
     return response
+
+
+def bound_request_body(endpoint: str | None = None, values: Any = None) -> None:
+    """Put Flask's own request size limit on the extension's routes, before anything reads.
+
+    With a maximum set, Werkzeug reads the server's input through a ``LimitedStream``, which
+    turns a read error of the server's stream (a bad chunk size, a body cut short) into
+    ``ClientDisconnected``, a 400. The host's smaller ``MAX_CONTENT_LENGTH`` wins.
+    Wired as a URL value preprocessor because those run before every ``before_request``
+    function, the host's ``CSRFProtect`` (which reads the form) included.
+    """
+    host_limit = request.max_content_length
+    if host_limit is None or host_limit > MAX_BODY_BYTES:
+        request.max_content_length = MAX_BODY_BYTES
+
+
+def server_body_errors() -> tuple[type[Exception], ...]:
+    """What the known WSGI servers raise from their input stream besides ``OSError``.
+
+    gunicorn's chunk parser raises ``InvalidChunkSize``, ``ChunkMissingTerminator`` and
+    ``InvalidChunkExtension``, subclasses of its ``ParseException``: these get through
+    Werkzeug's ``LimitedStream``, so the extension (and a host, for its own routes) maps them
+    to a 400. The Werkzeug dev server raises ``OSError``, which the limit already turns into
+    a 400.
+    """
+    try:
+        errors = importlib.import_module("gunicorn.http.errors")
+    except ImportError:
+        return ()
+    return (errors.ParseException,)
 
 
 def json_body() -> dict[str, Any]:

@@ -5,7 +5,8 @@
     python benchmarks/run.py --database-server mysql+pymysql://root@127.0.0.1:3306/mysql
 
 Scenarios (one file each): ``scale`` (limits holding 0 / 10,000 / 100,000 numbers), ``floor``
-(send-code vs the same I/O by hand), ``peers`` (vs Flask-Security-Too and Flask-Limiter);
+(send-code vs the same I/O by hand), ``peers`` (vs Flask-Security-Too and Flask-Limiter),
+``where`` (send-code's CPU time by package, next to the floor's, under cProfile);
 ``host_route.py`` runs on its own. The benchmark creates its own database on the server given
 and its own redis-server, and removes both at the end; nothing else is written to.
 Needs the ``bench`` extra: ``pip install -e ".[bench]"``.
@@ -26,9 +27,10 @@ import alisms_app
 import floor
 import peers
 import scale
+import where
 from harness import Services, machine
 
-SCENARIOS = ("scale", "floor", "peers")
+SCENARIOS = ("scale", "floor", "peers", "where")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + floor.measure(services, **options)[1], flush=True)
         if "peers" in chosen:
             print("\n" + peers.measure(services, **options)[1], flush=True)
+        if "where" in chosen:
+            print("\n" + where.measure(services, **options)[1], flush=True)
     print(f"\n({time.monotonic() - began:.0f} s in all)")
     return 0
 

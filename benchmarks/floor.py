@@ -18,7 +18,17 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from harness import Client, Services, alternate, median_p50, phones, run_load, serving, table
+from harness import (
+    Client,
+    Services,
+    alternate,
+    median_cpu,
+    median_p50,
+    phones,
+    run_load,
+    serving,
+    table,
+)
 
 GOAL = 1.15
 
@@ -116,7 +126,7 @@ def measure(services: Services, *, seconds: float, rounds: int) -> tuple[float, 
     }
     with serving(routes["flask-alisms send-code"][0], env) as ours, \
             serving(routes["floor (same I/O by hand)"][0], env) as floor:
-        ports = {"flask-alisms send-code": ours.port, "floor (same I/O by hand)": floor.port}
+        ports = {"flask-alisms send-code": ours, "floor (same I/O by hand)": floor}
 
         def load_of(name: str) -> Any:
             _, path, token = routes[name]
@@ -131,12 +141,14 @@ def measure(services: Services, *, seconds: float, rounds: int) -> tuple[float, 
                      {"phone": next(fresh)}), seconds=1.0, token_path=routes[name][2])
         results = alternate({name: load_of(name) for name in routes}, rounds)
     floor_p50 = median_p50(results["floor (same I/O by hand)"])
+    floor_cpu = median_cpu(results["floor (same I/O by hand)"])
     rows = []
     for name, loads in results.items():
-        p50 = median_p50(loads)
+        p50, cpu = median_p50(loads), median_cpu(loads)
         statuses = sum((load.statuses for load in loads), start=type(loads[0].statuses)())
-        rows.append([name, f"{p50:.2f} ms", f"{p50 / floor_p50:.2f}x",
+        rows.append([name, f"{p50:.2f} ms", f"{p50 / floor_p50:.2f}x", f"{cpu:.0f} us",
+                     f"{cpu / floor_cpu:.2f}x",
                      f"{sum(load.rps for load in loads) / len(loads):.0f}", dict(statuses)])
     ratio = median_p50(results["flask-alisms send-code"]) / floor_p50
-    header = ["route", "p50", "vs floor", "req/s", "statuses"]
+    header = ["route", "p50", "vs floor", "worker CPU/req", "vs floor", "req/s", "statuses"]
     return ratio, table(f"Floor: send-code vs the same I/O by hand (goal <= {GOAL}x)", header, rows)

@@ -155,6 +155,18 @@ class Gunicorn:
                     sizes.append(int(line.split()[1]))
         return sizes
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time its workers have used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.worker_pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
     def log(self) -> str:
         self._log.seek(0)
         return self._log.read().decode(errors="replace")[-4000:]
@@ -235,6 +247,12 @@ class Load:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     seconds: float = 0.0
+    cpu: float = 0.0  # the serving workers' CPU seconds during the load
+
+    @property
+    def cpu_us(self) -> float:
+        """Worker CPU per request (us): steadier than latency on a busy machine."""
+        return self.cpu / len(self.latencies) * 1e6 if self.latencies else 0.0
 
     @property
     def rps(self) -> float:
@@ -246,7 +264,7 @@ class Load:
 
 
 def run_load(
-    port: int,
+    server: Gunicorn,
     request: Callable[[Client], tuple[int, bytes]],
     *,
     seconds: float,
@@ -254,6 +272,7 @@ def run_load(
     token_path: str | None = None,
 ) -> Load:
     """``clients`` threads calling ``request`` for ``seconds``; latency of each call."""
+    port = server.port
     result = Load()
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
@@ -273,13 +292,14 @@ def run_load(
             result.latencies += mine
             result.statuses.update(statuses)
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), server.cpu_seconds()
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     result.seconds = time.perf_counter() - began
+    result.cpu = server.cpu_seconds() - cpu
     return result
 
 
@@ -296,6 +316,10 @@ def alternate(
 
 def median_p50(loads: list[Load]) -> float:
     return statistics.median(load.p(0.5) for load in loads)
+
+
+def median_cpu(loads: list[Load]) -> float:
+    return statistics.median(load.cpu_us for load in loads)
 
 
 # -- phones and the report ----------------------------------------------------------------------

@@ -17,7 +17,17 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from harness import Client, Services, alternate, median_p50, phones, run_load, serving, table
+from harness import (
+    Client,
+    Services,
+    alternate,
+    median_cpu,
+    median_p50,
+    phones,
+    run_load,
+    serving,
+    table,
+)
 
 USERS = 20_000
 FST_PHONES_START = 40_000_000
@@ -159,7 +169,7 @@ def measure(services: Services, *, seconds: float, rounds: int) -> tuple[dict[st
                 extra = {"chosen_method": "sms", "csrf_token": client.token} if fst else {}
                 return client.call("POST", path, {field: next(numbers), **extra})
 
-            return lambda: run_load(started[name].port, send, seconds=duration, token_path=token)
+            return lambda: run_load(started[name], send, seconds=duration, token_path=token)
 
         for name in routes:
             load_of(name, 1.0)()  # warm-up
@@ -168,13 +178,16 @@ def measure(services: Services, *, seconds: float, rounds: int) -> tuple[dict[st
         for context in servers.values():
             context.__exit__(None, None, None)
     ours = median_p50(results["flask-alisms send-code"])
+    ours_cpu = median_cpu(results["flask-alisms send-code"])
     rows, ratios = [], {}
     for name, loads in results.items():
-        p50 = median_p50(loads)
+        p50, cpu = median_p50(loads), median_cpu(loads)
         ratios[name] = ours / p50
         statuses = sum((load.statuses for load in loads), start=type(loads[0].statuses)())
-        rows.append([name, f"{p50:.2f} ms", f"{ours / p50:.2f}x",
+        rows.append([name, f"{p50:.2f} ms", f"{ours / p50:.2f}x", f"{cpu:.0f} us",
+                     f"{ours_cpu / cpu:.2f}x",
                      f"{sum(load.rps for load in loads) / len(loads):.0f}", dict(statuses)])
-    header = ["route", "p50", "flask-alisms / this", "req/s", "statuses"]
+    header = ["route", "p50", "flask-alisms / this", "worker CPU/req", "flask-alisms / this",
+              "req/s", "statuses"]
     return ratios, table("Peers: send-code vs what a Flask user would pick (goal < 1.00x)",
                          header, rows)

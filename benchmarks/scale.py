@@ -18,6 +18,7 @@ from harness import (
     Gunicorn,
     Services,
     alternate,
+    median_cpu,
     median_p50,
     phones,
     run_load,
@@ -61,24 +62,26 @@ def measure(services: Services, *, seconds: float, rounds: int) -> tuple[list[li
                        "BENCH_MEMORY_MAX_KEYS": str(2 * max(SIZES))}
                 server = stack.enter_context(serving("alisms_app:create_app()", env))
                 servers[size] = server
-                run_load(server.port, send, seconds=1.0, token_path=token)  # warm-up
+                run_load(server, send, seconds=3.0, token_path=token)  # warm-up
                 before[size] = server.rss_kib()
                 if size:
                     _prefill(server, size)
 
             def load_of(server: Gunicorn) -> Any:
-                return lambda: run_load(server.port, send, seconds=seconds, token_path=token)
+                return lambda: run_load(server, send, seconds=seconds, token_path=token)
 
             results = alternate({size: load_of(server) for size, server in servers.items()}, rounds)
-            base = median_p50(results[0])
+            base, base_cpu = median_p50(results[0]), median_cpu(results[0])
             for size, loads in results.items():
-                p50 = median_p50(loads)
+                p50, cpu = median_p50(loads), median_cpu(loads)
                 rss = servers[size].rss_kib()
                 growth = max(a - b for a, b in zip(rss, before[size])) / 1024
                 statuses = sum((load.statuses for load in loads), start=Counter())
                 rows.append([
                     label, f"{size:,}", f"{p50:.2f} ms", f"{p50 / base:.2f}x",
+                    f"{cpu:.0f} us", f"{cpu / base_cpu:.2f}x",
                     f"{growth:+.1f} MiB", " ".join(f"{k}:{n}" for k, n in sorted(statuses.items())),
                 ])
-    header = ["limits", "numbers held", "send-code p50", "vs 0", "RSS growth/worker", "statuses"]
+    header = ["limits", "numbers held", "send-code p50", "vs 0", "worker CPU/req", "vs 0",
+              "RSS growth/worker", "statuses"]
     return rows, table("Scale: send-code as the limits fill (goal <= 1.1x, < 2 MiB)", header, rows)

@@ -32,3 +32,4 @@ def when_ready(server: Any) -> None:
                 return
 
     threading.Thread(target=watch, name="bench-parent-watch", daemon=True).start()
+timeout = 120

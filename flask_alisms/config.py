@@ -53,7 +53,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds every send is answered 503 after Aliyun failed for all numbers alike (see the
     # README's Security section); then one real send probes it again.
     "ALISMS_PROVIDER_COOLDOWN": 30.0,
-    # Where verification codes are kept: "database" or a "redis://" URL.
+    # With memory:// limits, the most subjects (numbers, IPs) one rule holds in a process;
+    # a new one beyond it is refused until older windows expire (README: "Limits").
+    "ALISMS_LIMITS_MEMORY_MAX_KEYS": 100_000,
+    # Where verification codes are kept: "database" or a Redis URL (redis://, rediss://,
+    # unix://, redis+cluster://host:port,host:port, redis+sentinel://host:port/service).
     "ALISMS_CODE_STORAGE": "database",
     # Password rules for registration and reset.
     "ALISMS_PASSWORD_MIN_LENGTH": 8,
@@ -71,6 +75,16 @@ DEFAULTS: dict[str, Any] = {
     # a host adds a language or overrides a string there. Relative paths start at app.root_path.
     "ALISMS_TRANSLATION_DIRECTORIES": [],
 }
+
+
+#: The URL schemes ALISMS_CODE_STORAGE accepts besides "database".
+REDIS_CODE_SCHEMES = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+cluster://",
+    "redis+sentinel://",
+)
 
 
 def apply_defaults(config: Config) -> None:
@@ -141,10 +155,16 @@ def validate(config: Config) -> None:
             )
     storage = config["ALISMS_CODE_STORAGE"]
     if not isinstance(storage, str) or not (
-        storage == "database" or storage.startswith(("redis://", "rediss://", "unix://"))
+        storage == "database" or storage.startswith(REDIS_CODE_SCHEMES)
     ):
         raise ConfigurationError(
-            f"ALISMS_CODE_STORAGE must be 'database' or a redis:// URL; got {storage!r}."
+            "ALISMS_CODE_STORAGE must be 'database' or a redis://, redis+cluster:// or "
+            f"redis+sentinel:// URL; got {storage!r}."
+        )
+    max_keys = config["ALISMS_LIMITS_MEMORY_MAX_KEYS"]
+    if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+        raise ConfigurationError(
+            f"ALISMS_LIMITS_MEMORY_MAX_KEYS must be a whole number >= 1; got {max_keys!r}."
         )
     low, high = config["ALISMS_PASSWORD_MIN_LENGTH"], config["ALISMS_PASSWORD_MAX_LENGTH"]
     if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from limits.errors import ConfigurationError as LimitsConfigurationError
-from limits.storage import Storage, storage_from_string
+from limits.storage import MemoryStorage, Storage, storage_from_string
 from werkzeug.security import generate_password_hash
 
 from . import config as alisms_config
@@ -17,6 +17,7 @@ from .crypto import Keyring
 from .exceptions import ConfigurationError
 from .flows.codes import create_code_store
 from .flows.throttle import Throttle
+from .flows.windows import MemoryWindows
 from .models import build_models
 from .parameters import ParameterStore
 from .sms import Sender, create_sender
@@ -147,31 +148,36 @@ class AliSMS:
         app.cli.add_command(alisms_cli)
         app.context_processor(self._template_globals)
 
-    def _limit_storage(self, app: Flask) -> tuple[Storage, Callable[[], bool]]:
-        """The ``limits`` storage for the send limits, and whether limits are on.
+    def _limit_storage(self, app: Flask) -> tuple[Storage | MemoryWindows, Callable[[], bool]]:
+        """The storage for the send limits, and whether limits are on.
 
         No Limiter is created or initialised here: a Limiter hooks every request of the app,
         and the limits are needed by two views only. The storage comes from
         ``ALISMS_LIMITER_STORAGE_URI``, else from the host's Limiter, else ``memory://``. A host
         Limiter also lends its ``RATELIMIT_ENABLED`` switch, so turning the host's limits off
         (as test suites do) turns these off too; without one the limits are always on.
+
+        ``memory://`` (named, or the host Limiter's) becomes the extension's own bounded
+        :class:`MemoryWindows`: a process's memory is not shared with anyone anyway, and
+        ``limits``' MemoryStorage walks all its keys after every operation.
         """
         storage_uri = app.config["ALISMS_LIMITER_STORAGE_URI"]
+        max_keys = int(app.config["ALISMS_LIMITS_MEMORY_MAX_KEYS"])
         limiter = self.limiter
         enabled: Callable[[], bool] = (
             (lambda: True) if limiter is None else (lambda: bool(limiter.enabled))
         )
-        if storage_uri or limiter is None:
-            return _storage_from_uri(storage_uri or "memory://"), enabled
-        if not limiter.enabled:
+        if storage_uri or limiter is None or not limiter.enabled:
             # A disabled Limiter skips init_app and has no storage: nothing to share, and
             # nothing to count until the host turns it on.
-            return _storage_from_uri("memory://"), enabled
+            return _storage_from_uri(storage_uri or "memory://", max_keys), enabled
         if not getattr(limiter, "initialized", False):
             raise ConfigurationError(
                 "Pass a Limiter that is already initialised on this app (limiter.init_app(app) "
                 "before AliSMS), or set ALISMS_LIMITER_STORAGE_URI."
             )
+        if isinstance(limiter.storage, MemoryStorage):
+            return MemoryWindows(max_keys=max_keys), enabled
         return limiter.storage, enabled
 
     def _make_senders(self, app: Flask) -> tuple[Sender, Sender | None]:
@@ -207,8 +213,10 @@ class AliSMS:
         return get_state().mobile_registration_open()
 
 
-def _storage_from_uri(uri: str) -> Storage:
+def _storage_from_uri(uri: str, max_keys: int) -> Storage | MemoryWindows:
     """A synchronous ``limits`` storage, or a ConfigurationError naming the setting."""
+    if uri.split("://", 1)[0] == "memory":
+        return MemoryWindows(max_keys=max_keys)
     try:
         storage = storage_from_string(uri)
     except LimitsConfigurationError as exc:

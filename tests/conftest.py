@@ -7,6 +7,9 @@ tests on each of them:
 - ``ALISMS_TEST_LIMITER_STORAGE_URI``: Flask-Limiter storage (default ``memory://``);
 - ``ALISMS_TEST_CODE_STORAGE``: ``database`` (default) or a ``redis://`` URL.
 
+The Redis URLs may also name a cluster (``redis+cluster://host:port,host:port``) or a Sentinel
+service (``redis+sentinel://host:port/service``), as .ci/run does for the tests that run there.
+
 A service that was asked for but does not answer makes the tests that need it skip.
 """
 
@@ -50,9 +53,9 @@ def _service_or_skip(kind: str, check: Callable[[], Any]) -> None:
 
 def _redis_check(url: str) -> Callable[[], Any]:
     def check() -> None:
-        import redis
+        from flask_alisms.flows.codes import redis_client
 
-        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        client = redis_client(url)  # also redis+cluster:// and redis+sentinel://
         client.ping()
         client.flushdb()
 

@@ -114,9 +114,24 @@ def test_host_limiter_storage_is_shared() -> None:
     from flask_limiter.util import get_remote_address
 
     app, db = _app()
-    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://")
+    # Never contacted here: redis-py connects on the first command.
+    limiter = Limiter(get_remote_address, app=app, storage_uri="redis://127.0.0.1:1/0")
     AliSMS(app, db=db, limiter=limiter)
     assert app.extensions["alisms"].throttle.storage is limiter.storage
+
+
+def test_host_limiter_memory_storage_is_not_borrowed() -> None:
+    """A process's memory is shared with nobody: the extension keeps its own bounded windows."""
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    from flask_alisms.flows.windows import MemoryWindows
+
+    app, db = _app(ALISMS_LIMITS_MEMORY_MAX_KEYS=7)
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://")
+    AliSMS(app, db=db, limiter=limiter)
+    storage = app.extensions["alisms"].throttle.storage
+    assert isinstance(storage, MemoryWindows) and storage.max_keys == 7
 
 
 def test_mobile_registration_link_helper_for_host_templates() -> None:

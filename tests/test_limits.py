@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from limits.storage import MemoryStorage, Storage
 
+from flask_alisms.flows.codes import redis_client
 from flask_alisms.flows.throttle import Refusal, Rule, Throttle
 from flask_alisms.sms import MemorySender
 
@@ -227,7 +228,7 @@ def test_every_limit_of_a_send_is_one_redis_script_call(make_host: Any) -> None:
 # -- counters keyed by rule, not by the limit's value ------------------------------------------
 #
 # An admin who lowers a limit mid-window means "fewer from now on", not "start counting again":
-# the counters are named after the rule ("alisms/ip-hour/<ip>"), so the sends already made
+# the counters are named after the rule ("{alisms}/ip-hour/<ip>"), so the sends already made
 # still count against the new value. These run against Redis too when
 # ALISMS_TEST_LIMITER_STORAGE_URI names it (the Lua path), and memory:// otherwise.
 
@@ -322,18 +323,16 @@ def test_retry_after_a_lowered_limit_waits_for_the_send_that_frees_a_place(
 
 
 @pytest.mark.skipif(
-    not (LIMITER_URI or "").startswith("redis://"), reason="needs Redis limiter storage"
+    not (LIMITER_URI or "").startswith("redis"), reason="needs Redis limiter storage"
 )
 def test_redis_counters_are_named_by_rule(sms: tuple[Host, MemorySender]) -> None:
     """The keys say which budget they hold; no limit's value appears in them."""
-    import redis
-
     host, _sender = sms
-    server = redis.Redis.from_url(str(LIMITER_URI))
+    server = redis_client(str(LIMITER_URI))
     host_key = b"LIMITS:LIMITER/host/ping/1/1/minute"  # a host Limiter's key in the storage
     server.rpush(host_key, b"1")
     assert _send(host.client(), PHONES[5]).status_code == 200
-    keys = set(server.scan_iter(match="LIMITS:alisms/*"))
+    keys = set(server.scan_iter(match="LIMITS:{alisms}/*"))
     # Subjects are keyed digests (no number or address in Redis); a number's budgets are
     # per purpose (issue 12).
     with host.app.app_context():
@@ -341,15 +340,15 @@ def test_redis_counters_are_named_by_rule(sms: tuple[Host, MemorySender]) -> Non
         phone = keyring.subject_digest("phone", PHONES[5])
         client = keyring.subject_digest("client", "127.0.0.1")
     assert keys == {
-        f"LIMITS:alisms/ip-hour/{client}".encode(),
-        f"LIMITS:alisms/ip-day/{client}".encode(),
-        f"LIMITS:alisms/phone-interval/{phone}/register".encode(),
-        f"LIMITS:alisms/phone-hour/{phone}/register".encode(),
-        f"LIMITS:alisms/phone-day/{phone}/register".encode(),
-        b"LIMITS:alisms/global-day/site",
+        f"LIMITS:{{alisms}}/ip-hour/{client}".encode(),
+        f"LIMITS:{{alisms}}/ip-day/{client}".encode(),
+        f"LIMITS:{{alisms}}/phone-interval/{phone}/register".encode(),
+        f"LIMITS:{{alisms}}/phone-hour/{phone}/register".encode(),
+        f"LIMITS:{{alisms}}/phone-day/{phone}/register".encode(),
+        b"LIMITS:{alisms}/global-day/site",
     }
     host.app.extensions["alisms"].throttle.reset()
-    assert set(server.scan_iter(match="LIMITS:alisms/*")) == set()
+    assert set(server.scan_iter(match="LIMITS:{alisms}/*")) == set()
     assert server.exists(host_key), "reset must leave the host's own limits alone"
 
 
@@ -523,10 +522,10 @@ def test_fixed_window_storage_is_keyed_by_rule() -> None:
         params.set(ip_per_hour=4)
         assert throttle.hit_send(PHONES[3], "10.0.0.1") is None
         assert throttle.hit_send(PHONES[4], "10.0.0.1") is not None
-        assert storage.counts["alisms/ip-hour/10.0.0.1"] == 4
+        assert storage.counts["{alisms}/ip-hour/10.0.0.1"] == 4
         # A refusal spent nothing else: PHONES[4]'s own budgets are untouched.
-        assert storage.get(f"alisms/phone-interval/{PHONES[4]}") == 0
-        assert storage.get("alisms/global-day/site") == 4
+        assert storage.get(f"{{alisms}}/phone-interval/{PHONES[4]}") == 0
+        assert storage.get("{alisms}/global-day/site") == 4
         clock.shift(3600)
         assert throttle.hit_send(PHONES[4], "10.0.0.1") is None  # a new fixed window
 
@@ -537,7 +536,7 @@ def test_fixed_window_race_gives_back_what_it_took() -> None:
     throttle = _throttle(storage, params)
 
     def other_process(key: str) -> None:
-        if key == "alisms/global-day/site":
+        if key == "{alisms}/global-day/site":
             storage.before_incr = lambda key: None
             storage.incr(key, 86400)
 
@@ -546,9 +545,9 @@ def test_fixed_window_race_gives_back_what_it_took() -> None:
         refusal = throttle.hit_send(PHONES[0], "10.0.0.1")
     assert refusal is not None and refusal.scope == "global"
     assert 86399 <= refusal.retry_after <= 86400
-    assert storage.get("alisms/global-day/site") == 1  # the other process's send only
-    assert storage.get("alisms/ip-hour/10.0.0.1") == 0
-    assert storage.get(f"alisms/phone-interval/{PHONES[0]}") == 0
+    assert storage.get("{alisms}/global-day/site") == 1  # the other process's send only
+    assert storage.get("{alisms}/ip-hour/10.0.0.1") == 0
+    assert storage.get(f"{{alisms}}/phone-interval/{PHONES[0]}") == 0
 
 
 def test_memory_storage_forced_through_fixed_windows() -> None:
@@ -567,7 +566,7 @@ def test_memory_storage_forced_through_fixed_windows() -> None:
         raised = [Rule("verify", "verify-hour", PHONES[0], 3, 3600)]
         assert throttle._acquire_fixed(storage, raised) is None
         assert throttle._acquire_fixed(storage, raised) is not None
-    assert storage.get("alisms/verify-hour/" + PHONES[0]) == 3
+    assert storage.get("{alisms}/verify-hour/" + PHONES[0]) == 3
 
 
 def test_reset_forgets_only_the_extensions_counters() -> None:

@@ -1,7 +1,8 @@
 """Verification codes: made with a CSPRNG, kept only as keyed digests, single use, few tries.
 
 Two stores share one contract so that several app processes see the same codes: the host's
-database (default) and Redis (``ALISMS_CODE_STORAGE = "redis://..."``).
+database (default) and Redis (``ALISMS_CODE_STORAGE = "redis://..."``, also Redis Cluster as
+``redis+cluster://host:port,host:port`` and Sentinel as ``redis+sentinel://host:port/service``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import enum
 import hmac
 import secrets
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
@@ -172,23 +174,54 @@ return 2
 """
 
 
+def redis_client(url: str) -> Any:
+    """A Redis client for ``url``: ``redis://`` (and ``rediss://``, ``unix://``) as redis-py
+    reads it, ``redis+cluster://[user:password@]host:port,host:port`` (a cluster, found from
+    any of its nodes) or ``redis+sentinel://[user:password@]host:port,host:port/service``
+    (the service's current master), the forms the ``limits`` storages accept.
+    """
+    import redis
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis+cluster", "redis+sentinel"):
+        return redis.Redis.from_url(url)
+    auth, _, hosts = parts.netloc.rpartition("@")
+    user, _, password = auth.partition(":")
+    given = (("username", user), ("password", password))
+    credentials: dict[str, Any] = {name: unquote(value) for name, value in given if value}
+    nodes = []
+    for location in hosts.split(","):
+        host, _, port = location.rpartition(":")
+        nodes.append((host, int(port or 6379)))
+    if parts.scheme == "redis+cluster":
+        from redis.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], **credentials)
+    from redis.sentinel import Sentinel
+
+    service = parts.path.strip("/")
+    if not service:
+        raise ValueError(f"{url!r} names no Sentinel service (redis+sentinel://host:port/name)")
+    return Sentinel(nodes, sentinel_kwargs=credentials, **credentials).master_for(service)
+
+
 class RedisCodeStore(CodeStore):
     """Codes in Redis, expiring on their own; a Lua script makes each check atomic.
 
     The script compares digests (HMACs the client cannot steer), so its ordinary string
-    comparison leaks nothing about the code.
+    comparison leaks nothing about the code. A key holds the phone as Redis Cluster's hash
+    tag: whatever one script touches for one phone lives in one slot, while different phones
+    spread over the cluster.
     """
 
     def __init__(self, url: str, *, prefix: str = "alisms:code:") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url)
+        self._redis = redis_client(url)
         self._prefix = prefix
         self._save = self._redis.register_script(_SAVE_SCRIPT)
         self._check = self._redis.register_script(_CHECK_SCRIPT)
 
     def _key(self, phone: str, purpose: str) -> str:
-        return f"{self._prefix}{purpose}:{phone}"
+        return f"{self._prefix}{{{phone}}}:{purpose}"
 
     def save(self, phone: str, purpose: str, digest: str, *, ttl: int, attempts: int) -> None:
         self._save(keys=[self._key(phone, purpose)], args=[digest, attempts, ttl])

@@ -14,9 +14,13 @@ request refused by one limit spends none of the others. Windows are moving (exac
 storage supports it, so "one per 60 s" means that.
 
 With Redis (the storage for several processes) one Lua script tests and takes every window in
-one round trip, on lists shaped like limits' own moving windows; other storages test, then
-take, each rule under a process lock, which is atomic for ``memory://``. A storage without
-moving windows (memcached) counts fixed windows, still keyed by rule.
+one round trip, on lists shaped like limits' own moving windows. That holds on Redis Cluster
+too: every key carries the hash tag ``{alisms}``, so all of them live in one slot and one
+script may touch them together (see README, "Redis Cluster and Sentinel"); Sentinel hands the
+script to the current master. ``memory://`` uses :class:`~.windows.MemoryWindows`, whose cost
+and memory stay bounded whatever the number of phones and IPs. Other storages test, then
+take, each rule under a process lock; one without moving windows (memcached) counts fixed
+windows, still keyed by rule.
 """
 
 from __future__ import annotations
@@ -32,18 +36,20 @@ from typing import Any
 from limits.storage import (
     MemoryStorage,
     MovingWindowSupport,
-    RedisClusterStorage,
     RedisStorage,
     Storage,
 )
 
 from ..exceptions import LimiterUnavailable
 from ..parameters import ParameterStore
+from .windows import MemoryWindows, Window
 
 logger = logging.getLogger(__name__)
 
 HOUR, DAY = 3600, 86400
-KEY_PREFIX = "alisms"
+#: Every key starts with it. The braces make it Redis Cluster's hash tag: all the keys of the
+#: extension hash to one slot, so one script can take a whole rule set atomically.
+KEY_PREFIX = "{alisms}"
 
 # Every window as a list of timestamps, newest first, trimmed to the limit. KEYS[i] is rule
 # i's list; ARGV[1] the time now; ARGV[2i], ARGV[2i+1] rule i's limit and window in seconds.
@@ -116,7 +122,7 @@ class Throttle:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: Storage | MemoryWindows,
         params: ParameterStore,
         *,
         fail_open: bool,
@@ -144,15 +150,18 @@ class Throttle:
         """Forget the extension's counters, and only those where the storage can tell them apart.
 
         The storage may be the host's Limiter's: wiping it would also forget the host's own
-        limits. Redis and ``memory://`` can find the ``alisms/`` keys; other storages are reset
-        whole.
+        limits. Redis (also Cluster and Sentinel) and ``memory://`` can find the extension's
+        keys; other storages are reset whole.
         """
         storage = self.storage
         prefix = f"{KEY_PREFIX}/"
-        if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
+        if isinstance(storage, MemoryWindows):
+            storage.reset()
+        elif isinstance(storage, RedisStorage):
             connection: Any = storage.get_connection()
+            pattern = storage.prefixed_key(f"{prefix}*")  # braces are no glob syntax
             batch: list[Any] = []
-            for key in connection.scan_iter(match=storage.prefixed_key(f"{prefix}*"), count=500):
+            for key in connection.scan_iter(match=pattern, count=500):
                 batch.append(key)
                 if len(batch) >= 500:
                     connection.delete(*batch)
@@ -173,8 +182,9 @@ class Throttle:
             return None  # the host's RATELIMIT_ENABLED = False turns every limit off.
         try:
             storage = self.storage
-            # Cluster keys live on different nodes, out of one script's reach.
-            if isinstance(storage, RedisStorage) and not isinstance(storage, RedisClusterStorage):
+            if isinstance(storage, MemoryWindows):
+                return self._acquire_in_memory(storage, rules)
+            if isinstance(storage, RedisStorage):  # also Cluster (one hash tag) and Sentinel
                 return self._acquire_in_redis(storage, rules)
             if isinstance(storage, MovingWindowSupport):
                 return self._acquire_moving(storage, rules)
@@ -201,6 +211,16 @@ class Throttle:
         index, oldest = int(answer[0]), float(answer[1])
         rule = rules[index - 1]
         return Refusal(rule.scope, _seconds(oldest + rule.window - float(now)))
+
+    @staticmethod
+    def _acquire_in_memory(storage: MemoryWindows, rules: Sequence[Rule]) -> Refusal | None:
+        """All rules under the store's lock, all or nothing; no scan of other numbers' state."""
+        now = time.time()
+        windows = [Window(rule.name, rule.subject, rule.limit, rule.window) for rule in rules]
+        index, frees_at = storage.acquire(windows, now)
+        if not index:
+            return None
+        return Refusal(rules[index - 1].scope, _seconds(frees_at - now))
 
     def _acquire_moving(self, storage: Any, rules: Sequence[Rule]) -> Refusal | None:
         """Look at every rule, then take: the lock makes it all or nothing in this process.

@@ -261,3 +261,32 @@ def test_install_snippets_name_what_wheel_check_installs() -> None:
         assert "pip install flask-alisms" not in snippet.text  # not published yet
     check = (ROOT / ".ci" / "wheel-check").read_text()
     assert "tests/test_readme.py" in check and "ALISMS_TEST_README_PYTHON" in check
+
+
+def test_suite_ignores_the_callers_flask_and_alisms_variables(tmp_path: Path) -> None:
+    """A shell set up for the example site (FLASK_SQLALCHEMY_DATABASE_URI, ...) changes no
+    test: run two tests that would see them, in a child pytest with them set."""
+    env = dict(os.environ)
+    env.update(
+        FLASK_SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/callers.db",
+        FLASK_ALISMS_SENDER="console",
+        ALISMS_LANGUAGE="zh_Hans",
+        DATABASE_URL=f"sqlite:///{tmp_path}/callers-too.db",
+    )
+    output = _run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_example_app.py::test_database_url_and_flask_prefixed_variables",
+            "tests/test_example_app.py::test_visitor_registers_by_phone_with_the_development_sender",
+        ],
+        ROOT,
+        env,
+    )
+    assert "2 passed" in output
+    assert not (tmp_path / "callers.db").exists()
+    assert not (tmp_path / "callers-too.db").exists()

@@ -32,7 +32,7 @@ from flask_alisms.i18n import current_language, gettext, lazy_gettext, ngettext
 from flask_alisms.phones import InvalidPhone, parse_phone
 from flask_alisms.state import get_state
 from flask_alisms.web.forms import TranslatedMeta
-from flask_alisms.web.http import server_body_errors
+from flask_alisms.web.http import local_redirect_target, server_body_errors
 
 #: The site's own strings, in the flask_alisms domain; the extension searches it first.
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -95,6 +95,12 @@ def load_admin() -> str | None:
     return user.phone if user is not None and user.is_admin else None
 
 
+@alisms.signed_in_loader
+def signed_in() -> bool:
+    """Anonymous visitors of the panel go to /login (ALISMS_LOGIN_VIEW), others get a 403."""
+    return current_user() is not None
+
+
 class LoginForm(FlaskForm):
     Meta = TranslatedMeta  # WTForms' own messages in the page's language
 
@@ -119,6 +125,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "server.allow_user_register": True,
             "server.enable_mobile_register": True,
         },
+        # The panel sends visitors who are not signed in here, with ?next=.
+        ALISMS_LOGIN_VIEW="login_page",
         # The site's catalogue (example_app/translations) before flask-alisms' own.
         ALISMS_TRANSLATION_DIRECTORIES=[str(TRANSLATIONS)],
         # A maximum makes Werkzeug read the body through a LimitedStream, which turns the
@@ -179,6 +187,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     def index() -> str:
         return render_template("example/index.html", user=current_user())
 
+    @app.get("/favicon.ico")
+    def favicon() -> Any:
+        return app.send_static_file("favicon.svg"), 200, {"Content-Type": "image/svg+xml"}
+
     @app.route("/login", methods=["GET", "POST"])
     def login_page() -> Any:
         form = LoginForm()
@@ -211,7 +223,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             if check_password_hash(stored, form.password.data) and user is not None:
                 session.clear()
                 login(user)
-                return redirect(url_for("index"))
+                return redirect(local_redirect_target(url_for("index")))
             with contextlib.suppress(Exception):
                 limiter.hit(LOGIN_FAILURES_PER_NUMBER, *who)
             form.password.errors.append(gettext("Wrong number or password."))

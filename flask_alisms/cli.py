@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import re
+import unicodedata
 from typing import Any
 
 import click
@@ -40,11 +41,27 @@ def _actor() -> str:
 @with_appcontext
 def params_show() -> None:
     """List every parameter with its value (secrets masked) and where it comes from."""
-    rows = get_state().params.rows()
-    width = max(len(key) for key in PARAMETERS)
-    for row in rows:
-        shown = row.shown if row.is_set or row.parameter.kind != "str" else "(empty)"
-        click.echo(f"{row.parameter.key:<{width}}  {shown}  [{row.source}]")
+    table = [
+        (
+            row.parameter.key,
+            row.shown if row.is_set or row.parameter.kind != "str" else "(empty)",
+            row.source,
+        )
+        for row in get_state().params.rows()
+    ]
+    key_width = max(_columns(key) for key, _, _ in [*table, ("KEY", "", "")])
+    value_width = max(_columns(shown) for _, shown, _ in [*table, ("", "VALUE", "")])
+    for key, shown, source in [("KEY", "VALUE", "SOURCE"), *table]:
+        click.echo(f"{_pad(key, key_width)}  {_pad(shown, value_width)}  {source}")
+
+
+def _columns(text: str) -> int:
+    """Terminal columns of ``text``: a Chinese signature name takes two per character."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _columns(text))
 
 
 @params_cli.command("set")

@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
     # Where the HTML flows go after success; only local paths are accepted.
     "ALISMS_REGISTER_REDIRECT": "/",
     "ALISMS_RESET_REDIRECT": "/",
+    # Where the panel sends visitors who are not signed in (with ?next=): an endpoint such as
+    # "login" or a local path such as "/login". None uses Flask-Login's login_view when set.
+    "ALISMS_LOGIN_VIEW": None,
     # Serve the admin panel and the end-user pages (the JSON API is always on).
     "ALISMS_ADMIN_VIEWS": True,
     "ALISMS_USER_VIEWS": True,
@@ -176,6 +179,18 @@ def validate(config: Config) -> None:
         target = config[key_name]
         if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
             raise ConfigurationError(f"{key_name} must be a local path such as '/'.")
+    login_view = config["ALISMS_LOGIN_VIEW"]
+    if login_view is not None and (
+        not isinstance(login_view, str)
+        or not login_view.strip()
+        or login_view != login_view.strip()
+        or login_view.startswith("//")
+        or "://" in login_view
+    ):
+        raise ConfigurationError(
+            "ALISMS_LOGIN_VIEW must be None, an endpoint name such as 'login' or a local path "
+            f"such as '/login'; got {login_view!r}."
+        )
     _validate_languages(config)
 
 

@@ -83,6 +83,16 @@ class AliSMS:
         self.callbacks.admin_loader = callback
         return callback
 
+    def signed_in_loader(self, callback: F) -> F:
+        """Register the callback that says whether anybody is signed in.
+
+        Only needed without Flask-Login (whose ``current_user`` is asked otherwise): the panel
+        sends anonymous visitors to ``ALISMS_LOGIN_VIEW`` and answers 403 to signed-in users
+        who are not admins.
+        """
+        self.callbacks.signed_in_loader = callback
+        return callback
+
     def current_admin(self) -> str | None:
         """The current app's admin name, or None (see :meth:`admin_loader`)."""
         return get_state().callbacks.current_admin()

@@ -31,6 +31,9 @@ class Callbacks:
     is registered on, so a decorator used after ``init_app`` still reaches each app's state."""
 
     admin_loader: Callable[[], str | None] | None = None
+    #: Whether somebody is signed in (the panel sends anonymous visitors to the login page);
+    #: None asks Flask-Login when the host uses it.
+    signed_in_loader: Callable[[], bool] | None = None
     hash_password: Callable[[str], str] = generate_password_hash
     password_validator: Callable[[str], str | None] | None = None
     #: A subclass of :class:`~flask_alisms.web.forms.RegisterForm` with the host's fields.
@@ -39,6 +42,16 @@ class Callbacks:
     def current_admin(self) -> str | None:
         """The signed-in admin's name for the change log, or None (the panel then refuses)."""
         return self.admin_loader() if self.admin_loader is not None else None
+
+    def signed_in(self) -> bool | None:
+        """True or False when the host can tell (its hook, else Flask-Login), None otherwise."""
+        if self.signed_in_loader is not None:
+            return bool(self.signed_in_loader())
+        if getattr(current_app, "login_manager", None) is None:
+            return None
+        from flask_login import current_user  # only hosts that set up Flask-Login get here
+
+        return bool(current_user.is_authenticated)
 
 
 @dataclass

@@ -11,6 +11,11 @@ The Redis URLs may also name a cluster (``redis+cluster://host:port,host:port``)
 service (``redis+sentinel://host:port/service``), as .ci/run does for the tests that run there.
 
 A service that was asked for but does not answer makes the tests that need it skip.
+
+Apart from these selectors (and ``ALISMS_BROWSER_TESTS``, ``ALISMS_README_SCREENSHOTS``,
+``ALISMS_CONCURRENCY_*``, read by their own modules), no test sees the caller's ``FLASK_*``,
+``ALISMS_*``, ``DATABASE_URL`` or ``REDIS_URL``: :func:`_clean_environment` removes them, so a
+shell set up for the example site cannot change what the suite tests.
 """
 
 from __future__ import annotations
@@ -60,6 +65,33 @@ def _redis_check(url: str) -> Callable[[], Any]:
         client.flushdb()
 
     return check
+
+
+#: Variables of the caller's shell that the suite itself reads (documented in README.rst).
+SELECTORS = (
+    "ALISMS_TEST_",
+    "ALISMS_BROWSER_TESTS",
+    "ALISMS_README_SCREENSHOTS",
+    "ALISMS_CONCURRENCY_",
+)
+
+
+def caller_variables(environ: Any = None) -> list[str]:
+    """The names a test must not inherit: Flask's and our prefixes, and the example's URLs."""
+    environ = os.environ if environ is None else environ
+    return [
+        name
+        for name in environ
+        if (name.startswith(("FLASK_", "ALISMS_")) and not name.startswith(SELECTORS))
+        or name in ("DATABASE_URL", "REDIS_URL")
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the variables they set themselves (plus the selectors above)."""
+    for name in caller_variables():
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -35,8 +35,14 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgro
 if os.environ.get("ALISMS_BROWSER_TESTS") == "0":
     pytest.skip("browser tests switched off (ALISMS_BROWSER_TESTS=0)", allow_module_level=True)
 if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    pytest.skip(
+        f"no Chromium at {CHROMIUM}: install it to run the browser tests "
+        "(Debian/Ubuntu: sudo apt-get install chromium)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason='Playwright is not installed: pip install -e ".[test]"'
+)
 expect = sync_api.expect
 
 pytestmark = pytest.mark.browser
@@ -304,24 +310,26 @@ def test_admin_sets_up_aliyun_and_sends_a_test_sms(
 
 
 def panel_picture(page: Any) -> None:
-    """The panel from the top to the end of the AccessKey group, for the README.
+    """The panel from the top to the last parameter section, the Aliyun one open, for the README.
 
     It is rendered again in a context sharing the admin's cookies, with a viewport taller than
     the picture (a full-page screenshot paints the sticky Save bar across the parameters, where
-    the first viewport ended) and a device scale of 0.9 to stay under 200 KB.
+    the first viewport ended) and a device scale of 0.8 to stay under 200 KB.
     """
     if not README_PICTURES:
         return
     context = page.context.browser.new_context(
         viewport={"width": VIEWPORT["width"], "height": 2400},
-        device_scale_factor=0.9,
+        device_scale_factor=0.8,
         locale="en-US",
         storage_state=page.context.storage_state(),
     )
     try:
         picture = context.new_page()
         picture.goto(page.url)
-        bottom = picture.locator("fieldset.param-group", has_text="AccessKey ID").evaluate(
+        aliyun = picture.locator("details#section-aliyun")
+        aliyun.evaluate("e => { e.open = true; }")  # complete, so closed: show what it holds
+        bottom = picture.locator("details.param-section").last.evaluate(
             "e => e.getBoundingClientRect().bottom + window.scrollY"
         )
         height = int(bottom + 16)
@@ -333,6 +341,105 @@ def panel_picture(page: Any) -> None:
         )
     finally:
         context.close()
+
+
+def _sign_in_as_admin(site: Site, page: Any) -> None:
+    """From the panel's address: redirected to the login page, signed in, back on the panel."""
+    result = site.app.test_cli_runner().invoke(
+        args=["create-admin", ADMIN_PHONE, "--password", ADMIN_PASSWORD]
+    )
+    assert result.exit_code == 0, result.output
+    page.goto(site("/alisms/admin/"))
+    page.wait_for_url(re.compile(r"/login\?next=/alisms/admin/$"))
+    expect(page.get_by_role("link", name="Forgot password?")).to_be_visible()
+    page.get_by_label("Mobile number").fill(ADMIN_PHONE)
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(site("/alisms/admin/"))
+
+
+def test_anonymous_admin_is_sent_to_a_styled_login_page(
+    site: Site, page: Any, shot: Callable[..., None]
+) -> None:
+    icon = page.request.get(site("/favicon.ico"))
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    page.goto(site("/alisms/admin/log"))
+    page.wait_for_url(re.compile(r"/login\?next=/alisms/admin/log$"))
+    card = page.locator(".card")
+    expect(card.get_by_role("heading", name="Sign in")).to_be_visible()
+    forgot = page.get_by_role("link", name="Forgot password?")
+    expect(forgot).to_have_attribute("href", "/alisms/reset-password?next=/alisms/admin/log")
+    button = page.get_by_role("button", name="Sign in")
+    expect(button).to_have_class(re.compile("button-primary"))
+    assert card.evaluate("e => getComputedStyle(e).borderRadius") != "0px"  # styled, not bare
+    shot(page, "login")
+    forgot.click()
+    expect(page.get_by_role("heading", name="Reset your password")).to_be_visible()
+
+
+def test_panel_error_summary_sections_and_sources(
+    site: Site, page: Any, shot: Callable[..., None]
+) -> None:
+    _configure(site)
+    _sign_in_as_admin(site, page)
+    sections = page.locator("details.param-section")
+    # Aliyun filled in, switches on by the example's ALISMS_PARAM_DEFAULTS: all complete.
+    expect(sections).to_have_count(5)
+    for index in range(5):
+        expect(sections.nth(index)).not_to_have_attribute("open", "")
+    codes = page.locator("details#section-codes")
+    codes.locator("summary").click()
+    page.get_by_label("Code length").fill("9")
+    page.get_by_role("button", name="Save").click()
+
+    summary = page.locator(".error-summary")
+    expect(summary).to_be_visible()
+    assert summary.bounding_box()["y"] < VIEWPORT["height"], "the summary is below the fold"
+    expect(codes).to_have_attribute("open", "")
+    shot(page, "error-summary")
+    readme_shot(page, "error-summary")  # the viewport the admin sees after Save
+    summary.get_by_role("link", name="Code length").click()
+    expect(page.get_by_label("Code length")).to_be_in_viewport()
+
+    # Saving what a default already gives stores nothing and says so; ticking stores it.
+    page.goto(site("/alisms/admin/"))
+    switches = page.locator("details#section-registration")
+    switches.locator("summary").click()
+    source = switches.locator("#server__allow_user_register-source")
+    expect(source).to_contain_text("ALISMS_PARAM_DEFAULTS")
+    page.get_by_role("button", name="Save").click()
+    expect(flashes(page)).to_contain_text("every value sent is already in effect")
+    switches.locator("summary").click()
+    switches.get_by_label("Save this value here").first.check()
+    page.get_by_role("button", name="Save").click()
+    expect(flashes(page)).to_contain_text("Saved: server.allow_user_register.")
+    switches.locator("summary").click()
+    expect(source).to_contain_text("Saved in this panel")
+    shot(page, "saved-default")
+
+
+def test_failed_test_sms_is_explained_in_words(
+    site: Site, page: Any, zh_page: Any, shot: Callable[..., None]
+) -> None:
+    _configure(site)
+    _sign_in_as_admin(site, page)
+    site.emulator.fail_next("isv.AMOUNT_NOT_ENOUGH")
+    page.goto(site("/alisms/admin/test-sms"))
+    page.get_by_label("Mobile number").fill(VISITOR)
+    page.get_by_role("button", name="Send test SMS").click()
+    expect(page.locator(".advice-category .badge")).to_have_text("Account balance or quota")
+    shot(page, "test-sms-failed")
+    page.goto(site("/alisms/admin/log"))
+    expect(page.locator("table.log-table tbody tr").first).to_contain_text(
+        "Account balance or quota"
+    )
+
+
+def test_login_page_in_chinese(site: Site, zh_page: Any, shot: Callable[..., None]) -> None:
+    zh_page.goto(site("/login"))
+    expect(zh_page.get_by_role("link", name="忘记密码？")).to_be_visible()
+    expect(zh_page.locator(".lead")).to_have_text("请使用手机号和密码登录。")
+    shot(zh_page, "login-zh")
 
 
 def test_visitor_registers_by_phone(site: Site, page: Any, shot: Callable[..., None]) -> None:

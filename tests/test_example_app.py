@@ -49,17 +49,42 @@ def test_admin_created_by_cli_reaches_the_panel(example: Any) -> None:
     result = runner.invoke(args=["create-admin", "+8613900139000", "--password", "admin pass 1"])
     assert result.exit_code == 0, result.output
     client = example.test_client()
-    assert client.get("/alisms/admin/").status_code == 403
-    token = form_token(client.get("/login").get_data(as_text=True))
+    to_login = client.get("/alisms/admin/log?days=1")
+    assert to_login.status_code == 302
+    assert to_login.location == "/login?next=/alisms/admin/log?days%3D1"
+    token = form_token(client.get(to_login.location).get_data(as_text=True))
     signed_in = client.post(
-        "/login",
+        to_login.location,
         data={"csrf_token": token, "phone": "13900139000", "password": "admin pass 1"},
     )
     assert signed_in.status_code == 302
+    assert signed_in.location == "/alisms/admin/log?days=1"
     assert client.get("/alisms/admin/").status_code == 200
     token = csrf_token(client)
     client.post("/logout", data={"csrf_token": token})
+    assert client.get("/alisms/admin/").status_code == 302
+
+
+def test_signed_in_visitor_who_is_not_an_admin_gets_403(example: Any) -> None:
+    client = example.test_client()
+    api_post(client, "send-code", {"phone": "+8613800138000"})
+    code = example.extensions["alisms"].sender.last_param("13800138000")
+    payload = {"phone": "+8613800138000", "code": code, "password": "visitor pass 1"}
+    assert api_post(client, "register", payload).status_code == 201
     assert client.get("/alisms/admin/").status_code == 403
+
+
+def test_login_page_offers_a_reset_and_the_site_has_a_favicon(example: Any) -> None:
+    client = example.test_client()
+    page = client.get("/login?next=/alisms/admin/").get_data(as_text=True)
+    assert 'href="/alisms/reset-password?next=/alisms/admin/"' in page
+    assert "Forgot password?" in page
+    chinese = client.get("/login", headers={"Accept-Language": "zh-CN"}).get_data(as_text=True)
+    assert "忘记密码？" in chinese
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.mimetype == "image/svg+xml"
+    assert icon.get_data().startswith(b"<svg")
 
 
 def test_environment_points_the_example_at_an_emulator(

@@ -286,7 +286,7 @@ def test_code_digests_bind_phone_purpose_and_code(
 # -- route fuzzing: helpers ----------------------------------------------------------------------
 
 API_POSTS = ["/alisms/api/send-code", "/alisms/api/register", "/alisms/api/reset-password"]
-API_GETS = ["/alisms/api/csrf-token", "/alisms/api/status"]
+API_GETS = ["/alisms/api/csrf-token", "/alisms/api/status", "/alisms/api/openapi.json"]
 PAGES = ["/alisms/register", "/alisms/reset-password"]
 ADMIN = ["/alisms/admin/", "/alisms/admin/test-sms", "/alisms/admin/log"]
 #: Every rule under /alisms, with the URL the fuzzing uses for it; a new route fails

@@ -20,8 +20,11 @@ def _panel_form(html: str, **fields: str) -> dict[str, str]:
     import re
 
     data = {}
-    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', html):
-        data[name] = value
+    for tag in re.findall(r"<input[^>]*>", html):
+        found = re.search(r'name="([^"]+)"[^>]*value="([^"]*)"', tag)
+        if found is None or ('type="checkbox"' in tag and " checked" not in tag):
+            continue  # a browser posts a checkbox only when it is ticked
+        data[found.group(1)] = found.group(2)
     for name in re.findall(r'<select[^>]*name="([^"]+)"', html):
         block = html.split(f'name="{name}"', 1)[1].split("</select>", 1)[0]
         chosen = re.search(r'<option selected value="([^"]*)"', block) or re.search(
@@ -32,6 +35,12 @@ def _panel_form(html: str, **fields: str) -> dict[str, str]:
     data["csrf_token"] = form_token(html)
     data.update({key.replace(".", "__"): value for key, value in fields.items()})
     return data
+
+
+def _columns(text: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def _stored(host: Host) -> dict[str, str]:
@@ -228,7 +237,15 @@ def test_cli_params_show_set_unset(host: Host) -> None:
     assert result.exit_code == 0
     shown = runner.invoke(args=["alisms", "params", "show"])
     assert shown.exit_code == 0
-    assert SIGN in shown.output and "[database]" in shown.output
+    assert SIGN in shown.output and "database" in shown.output
+    # Aligned columns: the source starts in the same terminal column on every line, even
+    # after a Chinese signature name (two columns per character).
+    lines = shown.output.splitlines()
+    assert lines[0].split() == ["KEY", "VALUE", "SOURCE"]
+    starts = {
+        _columns(line[: line.rindex(" ") + 1]) for line in lines if line.strip()
+    }
+    assert len(starts) == 1, shown.output
     assert KEY_SECRET not in shown.output and KEY_ID not in shown.output
     assert "LTAI****0001" in shown.output
     bad = runner.invoke(args=["alisms", "params", "set", "server.allow_user_register", "yes-ish"])

@@ -146,10 +146,9 @@ class Parameter:
         return self.dump(value)
 
 
+#: The panel's collapsible sections, in order; each parameter names one as its ``group``.
 GROUPS: dict[str, str] = {
-    "signature": _l("Signature"),
-    "template": _l("Template"),
-    "accesskey": _l("AccessKey"),
+    "aliyun": _l("Alibaba Cloud SMS"),
     "registration": _l("Registration switches"),
     "codes": _l("Verification codes"),
     "limits": _l("Send limits"),
@@ -163,7 +162,7 @@ PARAMETERS: dict[str, Parameter] = {
             SIGN_NAME,
             "str",
             "",
-            "signature",
+            "aliyun",
             _l("Signature name"),
             _l("The approved SMS signature (签名名称) exactly as the SMS console lists it."),
             required_for_sms=True,
@@ -173,7 +172,7 @@ PARAMETERS: dict[str, Parameter] = {
             TEMPLATE_CODE,
             "str",
             "",
-            "template",
+            "aliyun",
             _l("Verification code template"),
             _l("The approved verification-code template's code (模版CODE), e.g. SMS_154950909."),
             required_for_sms=True,
@@ -184,7 +183,7 @@ PARAMETERS: dict[str, Parameter] = {
             "aliyun.sms.template_param_name",
             "str",
             "code",
-            "template",
+            "aliyun",
             _l("Template variable"),
             _l("The template's variable that receives the code, without ${}: usually code."),
             pattern=r"[A-Za-z_][A-Za-z0-9_]{0,31}",
@@ -194,7 +193,7 @@ PARAMETERS: dict[str, Parameter] = {
             ACCESS_KEY_ID,
             "str",
             "",
-            "accesskey",
+            "aliyun",
             _l("AccessKey ID"),
             _l("A RAM user's AccessKey ID; the user needs the AliyunDysmsFullAccess policy."),
             masked=True,
@@ -206,7 +205,7 @@ PARAMETERS: dict[str, Parameter] = {
             ACCESS_KEY_SECRET,
             "str",
             "",
-            "accesskey",
+            "aliyun",
             _l("AccessKey secret"),
             _l("Shown once when the AccessKey is created. Stored encrypted; never shown again."),
             secret=True,

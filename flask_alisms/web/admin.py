@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from werkzeug.routing import BuildError
 
 from .. import signals
 from ..exceptions import InvalidParameter
@@ -19,7 +22,7 @@ from ..flows import verification
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
 from ..models import utcnow
-from ..parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER
+from ..parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, ParameterRow
 from ..sms import Category
 from ..state import AliSMSState, get_state
 from .forms import (
@@ -32,20 +35,46 @@ from .forms import (
     parameters_form,
 )
 
+log = logging.getLogger(__name__)
+
 #: The send log's outcome column: a send, a skipped send, or a failure category.
 OUTCOMES = ("sent", "skipped", *(c.value for c in Category))
 
 
 def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Refuse (403) anybody the host's ``admin_loader`` does not name."""
+    """Refuse anybody the host's ``admin_loader`` does not name: anonymous visitors go to the
+    host's login page when there is one (as Django admin and Flask-Admin do), others get 403."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if get_state().callbacks.current_admin() is None:
+        callbacks = get_state().callbacks
+        if callbacks.current_admin() is None:
+            login_url = _login_url()
+            if login_url is not None and callbacks.signed_in() is False:
+                return redirect(login_url)
             abort(403)
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _login_url() -> str | None:
+    """The host's login page with ``next`` back to this page, or None if it has none."""
+    target = current_app.config["ALISMS_LOGIN_VIEW"]
+    if target is None:
+        manager = getattr(current_app, "login_manager", None)
+        target = getattr(manager, "login_view", None)
+    if not target:
+        return None
+    next_path = request.full_path if request.query_string else request.path
+    if target.startswith("/"):
+        separator = "&" if "?" in target else "?"
+        return f"{target}{separator}{urlencode({'next': next_path})}"
+    try:
+        return url_for(target, next=next_path)
+    except BuildError:
+        log.warning("ALISMS_LOGIN_VIEW names no endpoint: %r", target)
+        return None
 
 
 @admin_required
@@ -73,7 +102,14 @@ def admin_parameters() -> Any:
                     )
                     flash(_("Saved: %(keys)s.", keys=", ".join(changed)), "success")
                 else:
-                    flash(_("Nothing changed."), "info")
+                    flash(
+                        _(
+                            "Nothing was saved: every value sent is already in effect. A value "
+                            "that comes from a default stays a default until you tick “Save "
+                            "this value here” beside it."
+                        ),
+                        "info",
+                    )
                 return redirect(url_for(".admin_parameters"))
         else:
             status = 400
@@ -82,7 +118,8 @@ def admin_parameters() -> Any:
     return render_template(
         "alisms/admin/parameters.html",
         form=form,
-        groups=grouped(rows),
+        sections=sections(rows, form),
+        error_summary=error_summary(rows, form),
         checklist=checklist(state),
         effective=state.mobile_registration_open(),
         sender=state.sender_for_send().name,
@@ -152,17 +189,17 @@ def admin_log() -> Any:
 # -- what the pages show ---------------------------------------------------------------------
 
 _OUTCOME_LABELS = {
-    "sent": _l("sent"),
-    "skipped": _l("skipped"),
-    "signature": _l("signature"),
-    "template": _l("template"),
-    "authentication": _l("authentication"),
-    "permission": _l("permission"),
-    "rate_limit": _l("rate limit"),
-    "balance": _l("balance or account"),
-    "invalid_number": _l("invalid number"),
-    "network": _l("network"),
-    "unknown": _l("unknown"),
+    "sent": _l("Sent"),
+    "skipped": _l("Not sent (no account or already registered)"),
+    "signature": _l("Signature not approved or wrong"),
+    "template": _l("Template not approved or wrong"),
+    "authentication": _l("AccessKey wrong"),
+    "permission": _l("AccessKey lacks the SMS permission"),
+    "rate_limit": _l("Too many messages (Aliyun flow control)"),
+    "balance": _l("Account balance or quota"),
+    "invalid_number": _l("Number cannot receive SMS"),
+    "network": _l("Network or timeout"),
+    "unknown": _l("Other Aliyun error"),
 }
 
 
@@ -176,6 +213,46 @@ def purpose_label(value: str) -> str:
     """Human words for a send-log purpose (register, reset, test)."""
     label = PURPOSE_LABELS.get(value)
     return str(label) if label is not None else value
+
+
+def _incomplete(row: ParameterRow) -> bool:
+    """A value that keeps mobile registration closed: a missing Aliyun value, a switch off."""
+    if row.parameter.required_for_sms:
+        return not row.is_set
+    return row.parameter.key in (ALLOW_REGISTER, ENABLE_MOBILE_REGISTER) and not row.value
+
+
+def sections(rows: list[ParameterRow], form: Any) -> list[dict[str, Any]]:
+    """The parameters page's collapsible sections; those with an error or a gap start open."""
+    result = []
+    for key, label, members in grouped(rows):
+        missing = sum(1 for row in members if _incomplete(row))
+        errors = sum(1 for row in members if form[_field_name(row)].errors)
+        result.append(
+            {
+                "key": key,
+                "label": label,
+                "rows": members,
+                "missing": missing,
+                "errors": errors,
+                "open": bool(missing or errors),
+            }
+        )
+    return result
+
+
+def error_summary(rows: list[ParameterRow], form: Any) -> list[dict[str, str]]:
+    """One link per field in error, for the summary at the top of the page."""
+    return [
+        {"id": field.id, "label": str(row.parameter.label), "error": str(field.errors[0])}
+        for row in rows
+        for field in (form[_field_name(row)],)
+        if field.errors
+    ]
+
+
+def _field_name(row: ParameterRow) -> str:
+    return row.parameter.key.replace(".", "__")
 
 
 def checklist(state: AliSMSState) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from flask_wtf.csrf import generate_csrf
 from werkzeug.datastructures import MultiDict
 
@@ -86,7 +86,7 @@ def api_register() -> Response:
     password = _password_from(data)
     extra = _extra_fields(data)
     result = _run_account_flow(accounts.register, phone, data.get("code"), password, extra)
-    response = jsonify({"user_id": result.user_id})
+    response = jsonify({"user_id": result.user_id, "csrf_token": _renewed_csrf_token()})
     response.status_code = 201
     return response
 
@@ -95,10 +95,19 @@ def api_reset_password() -> Response:
     data, phone = api_input()
     password = _password_from(data)
     result = _run_account_flow(accounts.reset_password, phone, data.get("code"), password)
-    return jsonify({"reset": True, "user_id": result.user_id})
+    return jsonify({"reset": True, "user_id": result.user_id, "csrf_token": _renewed_csrf_token()})
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _renewed_csrf_token() -> str:
+    """The token of the session the flow just renewed: the one sent with this request is dead.
+
+    Flask-WTF caches a request's token in ``g``; drop it so the new session gets its own.
+    """
+    g.pop("csrf_token", None)
+    return str(generate_csrf())
 
 
 def _password_from(data: dict[str, Any]) -> str:

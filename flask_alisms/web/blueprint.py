@@ -22,7 +22,7 @@ from ..exceptions import CodeStoreUnavailable, LimiterUnavailable
 from ..i18n import gettext as _
 from ..i18n import install as install_i18n
 from ..state import get_state
-from . import admin, api, pages
+from . import admin, api, openapi, pages
 from .http import (
     ApiError,
     bound_request_body,
@@ -68,6 +68,7 @@ def create_blueprint(app: Flask) -> Blueprint:
     bp.add_url_rule("/api/<path:rest>", "api_fallback", api.api_fallback, methods=_API_METHODS)
     bp.add_url_rule("/api/csrf-token", view_func=api.api_csrf_token, methods=["GET"])
     bp.add_url_rule("/api/status", view_func=api.api_status, methods=["GET"])
+    bp.add_url_rule("/api/openapi.json", view_func=openapi.api_openapi, methods=["GET"])
     bp.add_url_rule("/api/send-code", view_func=api.api_send_code, methods=["POST"])
     bp.add_url_rule("/api/register", view_func=api.api_register, methods=["POST"])
     bp.add_url_rule("/api/reset-password", view_func=api.api_reset_password, methods=["POST"])

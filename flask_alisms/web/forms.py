@@ -219,6 +219,13 @@ def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
                 param.label, validators=[_param_validator(param, unchanged)], render_kw=render_kw
             )
         setattr(ParametersForm, name, field)
+        if not param.secret:
+            # How to leave a default or go back to one, offered next to the value it concerns.
+            if row.source == "database":
+                toggle = (f"clear__{name}", BooleanField(_l("Remove the saved value")))
+            else:
+                toggle = (f"pin__{name}", BooleanField(_l("Save this value here")))
+            setattr(ParametersForm, *toggle)
 
     form = ParametersForm(formdata=data) if data is not None else ParametersForm()
     if data is None:
@@ -233,13 +240,28 @@ def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
 
 
 def changes_from(form: FlaskForm, rows: list[ParameterRow]) -> dict[str, Any]:
-    """The values the admin actually changed; blank secret means "keep", masked id unchanged."""
+    """The values the admin actually changed; blank secret means "keep", masked id unchanged.
+
+    A ticked "Remove the saved value" removes it (the default applies again); a ticked "Save
+    this value here" stores a value equal to its default, which then no longer follows it.
+    """
     changes: dict[str, Any] = {}
     for row in rows:
         param, name = row.parameter, row.parameter.key.replace(".", "__")
         if row.locked:
             continue
         value = getattr(form, name).data
+        if not param.secret:
+            clear, pin = form._fields.get(f"clear__{name}"), form._fields.get(f"pin__{name}")
+            if clear is not None and clear.data:
+                changes[param.key] = None
+                continue
+            if pin is not None and pin.data and (value or "").strip():
+                pinned = (value or "").strip()
+                if param.masked and pinned == row.shown:
+                    pinned = param.dump(row.value)  # the whole ID, not its masked form
+                changes[param.key] = pinned
+                continue
         if param.secret:
             if form[f"clear__{name}"].data:
                 changes[param.key] = None
@@ -255,10 +277,18 @@ def changes_from(form: FlaskForm, rows: list[ParameterRow]) -> dict[str, Any]:
     return changes
 
 
-def grouped(rows: list[ParameterRow]) -> list[tuple[str, list[ParameterRow]]]:
-    return [
-        (label, [r for r in rows if r.parameter.group == group]) for group, label in GROUPS.items()
+def grouped(rows: list[ParameterRow]) -> list[tuple[str, str, list[ParameterRow]]]:
+    """The panel's sections: ``(key, label, rows)`` in GROUPS order, empty ones left out.
+
+    A parameter whose group is not in GROUPS still shows, in a last "Other" section.
+    """
+    sections = [
+        (group, str(label), [r for r in rows if r.parameter.group == group])
+        for group, label in GROUPS.items()
     ]
+    others = [r for r in rows if r.parameter.group not in GROUPS]
+    sections.append(("other", _("Other settings"), others))
+    return [section for section in sections if section[2]]
 
 
 __all__ = [

@@ -174,8 +174,8 @@ def csrf_error() -> ApiError:
         400,
         "csrf_failed",
         _(
-            "Missing or expired CSRF token: get one from %(url)s and send it in the "
-            "X-CSRFToken header.",
+            "Missing or expired CSRF token: get one from GET %(url)s and send it in the "
+            "X-CSRFToken header. Registering and resetting a password renew it.",
             url=url_for("alisms.api_csrf_token"),
         ),
     )

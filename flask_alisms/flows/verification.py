@@ -22,6 +22,7 @@ from ..phones import Phone
 from ..sms import Category, SendResult, SmsMessage
 from ..state import AliSMSState, get_state
 from .codes import Verdict, generate_code
+from .receipts import receipt_fields
 from .throttle import Refusal
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def _add_log_row(
                 "biz_id": result.biz_id,
                 "http_status": result.http_status,
                 "duration_ms": result.duration_ms,
+                **receipt_fields(state, phone, result, sender),
             },
         )
     except Exception:

@@ -212,6 +212,12 @@ def match_pending(state: AliSMSState) -> int:
     log, receipt = state.models.SendLog, state.models.Receipt
     session = state.db.session
     recent = receipt.received_at >= utcnow() - MATCH_WINDOW
+    pending = session.execute(
+        sa.select(receipt.id).where(receipt.matched.is_(False), recent).limit(1)
+    ).first()
+    if pending is None:  # the usual case on a page view: one index probe, no UPDATE
+        session.rollback()
+        return 0
     with transaction(session):
         outcome: Any = session.execute(
             sa.update(log)

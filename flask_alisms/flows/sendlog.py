@@ -2,9 +2,9 @@
 
 Why: with a million rows a page must not count them all or scan seven days per request.
 Pages walk ``(created_at, id)`` newest first through an index per filter and stop after one
-page (no ``count(*)``); the summary adds up per-hour totals that each process counts once per
-closed hour (an index range scan of one hour) and counts only the current hour live, so a
-page never scans seven days and a GET writes nothing.
+page (no ``count(*)``); the summary adds up 15-minute bucket totals that each process counts
+once per closed bucket and counts only the open bucket live, so a page never scans seven
+days and a GET writes nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from ..state import AliSMSState
 
 #: What the delivery filter offers; "no_receipt" is "accepted" past the configured wait.
 DELIVERY_STATES = ("accepted", "delivered", "failed", "no_receipt")
-SUMMARY_HOURS = 7 * 24
+#: The summary adds up closed buckets of this size; only the open one is counted live.
+BUCKET = dt.timedelta(minutes=15)
+SUMMARY_SPAN = dt.timedelta(days=7)
 
 _RECEIPT_CODES = {
     "DELIVERED": _l("Delivered to the handset."),
@@ -145,10 +147,12 @@ def iter_rows(state: AliSMSState, filters: Filters, limit: int) -> Iterator[Any]
 
 
 def summary(state: AliSMSState) -> list[dict[str, Any]]:
-    """Sent / failed per outcome for the last 24 hours and 7 days, from hourly totals."""
+    """Sent / failed per outcome for the last 24 hours and 7 days, from bucket totals."""
     now = utcnow()
-    current = now.replace(minute=0, second=0, microsecond=0)
-    hourly, live_from = _closed_hours(state, current)
+    current = now - dt.timedelta(
+        minutes=now.minute % 15, seconds=now.second, microseconds=now.microsecond
+    )
+    buckets, live_from = _closed_buckets(state, current)
     log = state.models.SendLog
     live: dict[str, int] = {
         row[0]: int(row[1])
@@ -159,11 +163,12 @@ def summary(state: AliSMSState) -> list[dict[str, Any]]:
         )
     }
     figures = []
-    for label, hours in ((_l("Last 24 hours"), 23), (_l("Last 7 days"), SUMMARY_HOURS - 1)):
+    spans = ((_l("Last 24 hours"), dt.timedelta(days=1)), (_l("Last 7 days"), SUMMARY_SPAN))
+    for label, span in spans:
         counts = dict(live)
-        since = current - dt.timedelta(hours=hours)
-        for (hour, category), count in hourly.items():
-            if hour >= since:
+        since = current - span + BUCKET
+        for (bucket, category), count in buckets.items():
+            if bucket >= since:
                 counts[category] = counts.get(category, 0) + count
         failed = {k: v for k, v in counts.items() if k not in ("sent", "skipped")}
         figures.append(
@@ -179,9 +184,9 @@ def summary(state: AliSMSState) -> list[dict[str, Any]]:
 
 @dataclass
 class _Totals:
-    """Counts per closed hour and outcome, kept per app in this process."""
+    """Counts per closed bucket and outcome, kept per send-log table in this process."""
 
-    hours: dict[dt.datetime, dict[str, int]] = field(default_factory=dict)
+    buckets: dict[dt.datetime, dict[str, int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -189,48 +194,46 @@ class _Totals:
 _totals: weakref.WeakKeyDictionary[Any, _Totals] = weakref.WeakKeyDictionary()
 
 
-def _closed_hours(
+def _closed_buckets(
     state: AliSMSState, current: dt.datetime
 ) -> tuple[dict[tuple[Any, str], int], dt.datetime]:
-    """Counts per closed hour and outcome over the summary's span, and where the live count
-    starts. Each hour is counted once per process (an index range over that hour) and kept:
-    a closed hour's rows no longer change, except by a purge, which forgets the totals.
+    """Counts per closed bucket and outcome over the summary's span, and where the live count
+    starts. Each bucket is counted once per process (an index range over 15 minutes) and
+    kept: a closed bucket's rows no longer change, except by a purge (which forgets them).
 
-    An hour is closed a minute after it ends (a send stamps its row just before commit).
+    A bucket is closed a minute after it ends (a send stamps its row just before commit).
     """
     log = state.models.SendLog
     session = state.db.session
-    start = current - dt.timedelta(hours=SUMMARY_HOURS - 1)
-    last = current - dt.timedelta(hours=1)
+    start = current - SUMMARY_SPAN + BUCKET
+    last = current - BUCKET
     if utcnow() < current + dt.timedelta(minutes=1):
-        last -= dt.timedelta(hours=1)  # the previous hour may still see late commits
+        last -= BUCKET  # the previous bucket may still see late commits
     totals = _totals.setdefault(log, _Totals())
     with totals.lock:
-        hour = start
-        while hour <= last:
-            if hour not in totals.hours:
-                totals.hours[hour] = {
+        bucket = start
+        while bucket <= last:
+            if bucket not in totals.buckets:
+                totals.buckets[bucket] = {
                     category: int(count)
                     for category, count in session.execute(
                         sa.select(log.category, sa.func.count())
-                        .where(
-                            log.created_at >= hour, log.created_at < hour + dt.timedelta(hours=1)
-                        )
+                        .where(log.created_at >= bucket, log.created_at < bucket + BUCKET)
                         .group_by(log.category)
                     )
                 }
-            hour += dt.timedelta(hours=1)
-        for old in [h for h in totals.hours if h < start]:
-            del totals.hours[old]
+            bucket += BUCKET
+        for old in [b for b in totals.buckets if b < start]:
+            del totals.buckets[old]
         result = {
-            (hour, category): count
-            for hour, counts in totals.hours.items()
-            if hour <= last
+            (bucket, category): count
+            for bucket, counts in totals.buckets.items()
+            if bucket <= last
             for category, count in counts.items()
         }
-    return result, last + dt.timedelta(hours=1)
+    return result, last + BUCKET
 
 
 def forget_totals(state: AliSMSState) -> None:
-    """Drop this process's hourly totals (after rows were deleted); the next summary recounts."""
+    """Drop this process's bucket totals (after rows were deleted); the next summary recounts."""
     _totals.pop(state.models.SendLog, None)

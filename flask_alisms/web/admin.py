@@ -325,5 +325,8 @@ def checklist(state: AliSMSState) -> list[dict[str, Any]]:
 def _last_test(state: AliSMSState) -> Any:
     log = state.models.SendLog
     return state.db.session.scalars(
-        sa.select(log).where(log.purpose == "test").order_by(log.id.desc()).limit(1)
+        sa.select(log)
+        .where(log.purpose == "test")  # newest first through (purpose, created_at)
+        .order_by(log.created_at.desc(), log.id.desc())
+        .limit(1)
     ).first()

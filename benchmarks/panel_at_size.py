@@ -130,7 +130,10 @@ def run_layout(url: str, rows: int, span_days: int, repeat: int) -> list[tuple[s
     client = app.test_client()
     with client.session_transaction() as sess:
         sess["admin"] = True
+    started = time.perf_counter()
     first_page = client.get(PAGES["log"]).get_data(as_text=True)
+    cold = (time.perf_counter() - started) * 1000.0
+    print(f"  the very first log page (counts the summary's 15-minute totals): {cold:.0f} ms")
     marker = 'rel="next"'
     older = None
     if marker in first_page:

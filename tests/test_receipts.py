@@ -12,6 +12,7 @@ import io
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,6 +160,20 @@ def test_wrong_token_and_malformed_bodies_store_nothing(ready_host: Host) -> Non
     assert receipts(ready_host) == []
 
 
+def test_a_database_failure_is_a_503_that_aliyun_retries(ready_host: Host) -> None:
+    token = token_of(ready_host)
+    with ready_host.app.app_context():
+        ready_host.models.Receipt.__table__.drop(ready_host.db.engine)
+    try:
+        response = push(ready_host, token, [report("1")])
+        assert response.status_code == 503
+        assert response.get_json()["code"] != 0
+    finally:
+        with ready_host.app.app_context():
+            ready_host.models.Receipt.__table__.create(ready_host.db.engine)
+    assert push(ready_host, token, [report("1")]).status_code == 200
+
+
 def test_a_receipt_before_its_send_row_is_matched_later(
     ready_host: Host, emulator: DysmsapiEmulator
 ) -> None:
@@ -279,6 +294,20 @@ def test_emulator_push_with_a_wrong_token_is_refused(
     assert emulator.push_receipts() == 1
     assert emulator.deliveries.push_log == [(1, 403)]
     assert receipts(ready_host) == [] and rows(ready_host)[0].delivery == "accepted"
+
+
+def test_emulator_pushes_in_the_background_after_the_delay(
+    ready_host: Host, emulator: DysmsapiEmulator, served: str
+) -> None:
+    token = token_of(ready_host)
+    url = f"{served}/alisms/hooks/sms-report?token={token}"
+    emulator.configure_receipts(url, delay=0.3, background=True)
+    send(ready_host, NUMBERS[0])  # (that nothing comes before the delay: the test above)
+    deadline = time.monotonic() + 10
+    while rows(ready_host)[0].delivery == "accepted" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rows(ready_host)[0].delivery == "delivered"
+    assert emulator.deliveries.push_log == [(1, 200)]
 
 
 def test_emulator_success_rate_is_applied(emulator: DysmsapiEmulator) -> None:

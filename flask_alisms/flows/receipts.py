@@ -216,7 +216,6 @@ def match_pending(state: AliSMSState) -> int:
         sa.select(receipt.id).where(receipt.matched.is_(False), recent).limit(1)
     ).first()
     if pending is None:  # the usual case on a page view: one index probe, no UPDATE
-        session.rollback()
         return 0
     with transaction(session):
         outcome: Any = session.execute(

@@ -153,12 +153,24 @@ def admin_log() -> Any:
         zone_name=current_app.config["ALISMS_TIMEZONE"],
         local_time=sendlog.local_time,
         delivery_state=sendlog.delivery_state,
-        receipt_meaning=sendlog.receipt_meaning,
+        receipt_meaning=_memo(sendlog.receipt_meaning),
         push_url=url_for(".sms_report", token=token, _external=True),
         token_form=ReportTokenForm(),
-        outcome_label=outcome_label,
-        purpose_label=purpose_label,
+        outcome_label=_memo(outcome_label),  # fifty rows, a handful of distinct labels
+        purpose_label=_memo(purpose_label),
     ), status
+
+
+def _memo(label: Callable[[Any], str]) -> Callable[[Any], str]:
+    """``label`` translated once per value for this page."""
+    seen: dict[Any, str] = {}
+
+    def get(value: Any) -> str:
+        if value not in seen:
+            seen[value] = label(value)
+        return seen[value]
+
+    return get
 
 
 #: Rows one CSV export may hold; narrow the filters for more.

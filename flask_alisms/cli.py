@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import json
 import re
 import unicodedata
 from typing import Any
@@ -14,9 +15,11 @@ from flask.cli import with_appcontext
 
 from .exceptions import DecryptionError, InvalidParameter, InvalidPhone
 from .flows.guard import persistence_warning
+from .flows import receipts, sendlog
 from .models import transaction, utcnow
 from .parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, PARAMETERS
 from .phones import parse_phone
+from .sms.receipts import ReceiptQueryError
 from .state import get_state
 
 
@@ -195,4 +198,76 @@ def purge(older_than: str) -> None:
         outcome: Any = session.execute(sa.delete(log).where(log.created_at < cutoff))
     deleted = outcome.rowcount
     codes = state.codes.purge(cutoff)
+    sendlog.forget_totals(state)  # the hourly totals counted rows that are gone
     click.echo(f"Removed {deleted or 0} log row(s) and {codes} code(s).")
+
+
+def _age(text: str, option: str) -> dt.timedelta:
+    match = _AGE.fullmatch(text)
+    if not match or int(match.group(1)) == 0:
+        raise click.BadParameter(
+            "use a whole number of days or hours from 1, e.g. 2h or 7d", param_hint=option
+        )
+    amount = int(match.group(1))
+    return dt.timedelta(days=amount) if match.group(2) == "d" else dt.timedelta(hours=amount)
+
+
+@alisms_cli.command("log")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@with_appcontext
+def show_log(limit: int, as_json: bool) -> None:
+    """Print the most recent send-log rows with their delivery state (numbers masked)."""
+    state = get_state()
+    receipts.match_pending(state)
+    zone = sendlog.time_zone()
+    now, wait = utcnow(), sendlog.wait_minutes()
+    for row in sendlog.iter_rows(state, sendlog.Filters(days=36500), limit):
+        created = sendlog.local_time(row.created_at, zone)
+        item = {
+            "time": created.isoformat() if created else None,
+            "number": row.phone_masked,
+            "purpose": row.purpose,
+            "outcome": row.category,
+            "code": row.code,
+            "delivery": sendlog.delivery_state(row, now, wait),
+            "receipt_code": row.receipt_code,
+            "biz_id": row.biz_id,
+        }
+        if as_json:
+            click.echo(json.dumps(item, ensure_ascii=False))
+        else:
+            click.echo(
+                f"{(item['time'] or '')[:19]}  {row.phone_masked:<16} {row.purpose:<8} "
+                f"{row.category:<14} {item['delivery'] or '-':<11} {row.receipt_code or ''}"
+            )
+
+
+@alisms_cli.group("receipts", help="Delivery receipts: poll Aliyun for sites it cannot push to.")
+def receipts_cli() -> None:
+    pass
+
+
+@receipts_cli.command("sync")
+@click.option("--since", default="2h", show_default=True, help="How far back, like 2h or 3d.")
+@click.option(
+    "--max-calls",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="QuerySendDetails calls at most (one per waiting SMS).",
+)
+@with_appcontext
+def receipts_sync(since: str, max_calls: int) -> None:
+    """Ask QuerySendDetails about sends still waiting for a receipt (safe to run from cron)."""
+    window = _age(since, "--since")
+    try:
+        result = receipts.sync(get_state(), window, max_calls=max_calls)
+    except ReceiptQueryError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(
+        f"Asked {result.asked}: {result.delivered} delivered, {result.failed} not delivered, "
+        f"{result.waiting} still waiting, {result.errors} error(s)."
+    )
+    if result.errors and not (result.delivered or result.failed or result.waiting):
+        raise SystemExit(1)

@@ -7,6 +7,7 @@ an admin may change at run time lives in the parameter store instead (see :mod:`
 from __future__ import annotations
 
 import os
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +78,10 @@ DEFAULTS: dict[str, Any] = {
     # Directories with <locale>/LC_MESSAGES/flask_alisms.mo, searched before the package's own:
     # a host adds a language or overrides a string there. Relative paths start at app.root_path.
     "ALISMS_TRANSLATION_DIRECTORIES": [],
+    # The time zone the send log shows times in (an IANA name); stored times stay UTC.
+    "ALISMS_TIMEZONE": "Asia/Shanghai",
+    # Minutes after which an accepted SMS without a delivery receipt shows "no receipt".
+    "ALISMS_RECEIPT_WAIT_MINUTES": 15,
 }
 
 
@@ -192,6 +197,26 @@ def validate(config: Config) -> None:
             f"such as '/login'; got {login_view!r}."
         )
     _validate_languages(config)
+    _validate_receipts(config)
+
+
+def _validate_receipts(config: Config) -> None:
+    name = config["ALISMS_TIMEZONE"]
+    try:
+        if not isinstance(name, str) or not name:
+            raise ValueError(name)
+        zoneinfo.ZoneInfo(name)
+    except (ValueError, OSError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigurationError(
+            f"ALISMS_TIMEZONE must be an IANA time zone name such as 'Asia/Shanghai' or 'UTC'; "
+            f"got {name!r}."
+        ) from None
+    wait = config["ALISMS_RECEIPT_WAIT_MINUTES"]
+    if isinstance(wait, bool) or not isinstance(wait, int) or not 1 <= wait <= 4320:
+        raise ConfigurationError(
+            f"ALISMS_RECEIPT_WAIT_MINUTES must be a whole number of minutes from 1 to 4320; "
+            f"got {wait!r}."
+        )
 
 
 def _validate_languages(config: Config) -> None:

@@ -70,6 +70,7 @@ class Models:
     ParameterChange: Any
     SendLog: Any
     VerificationCode: Any
+    Receipt: Any = None
 
 
 def build_models(db: SQLAlchemy) -> Models:
@@ -101,8 +102,16 @@ def build_models(db: SQLAlchemy) -> Models:
         """One SMS attempt and what Aliyun said; never the code itself."""
 
         __tablename__ = "alisms_send_log"
-        # Recent real send times are read by category, newest first (see flows.guard).
-        __table_args__ = (sa.Index("ix_alisms_send_log_category_id", "category", "id"),)
+        # Delivery receipts: the panel's filters walk these newest first and stop early.
+        __table_args__ = (
+            sa.Index("ix_alisms_send_log_category_created", "category", "created_at"),
+            sa.Index("ix_alisms_send_log_purpose_created", "purpose", "created_at"),
+            sa.Index("ix_alisms_send_log_delivery_created", "delivery", "created_at"),
+            sa.Index("ix_alisms_send_log_tail_created", "phone_tail", "created_at"),
+            sa.Index("ix_alisms_send_log_biz_id", "biz_id"),
+            # Recent real send times are read by category, newest first (see flows.guard).
+            sa.Index("ix_alisms_send_log_category_id", "category", "id"),
+        )
         id = sa.Column(sa.Integer, primary_key=True)
         created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, index=True)
         phone_masked = sa.Column(sa.String(32), nullable=False)
@@ -120,6 +129,17 @@ def build_models(db: SQLAlchemy) -> Models:
         # send that spent the budgets: they are rebuilt from here if the limiter loses them.
         phone_digest = sa.Column(sa.String(32), nullable=True)
         client_digest = sa.Column(sa.String(32), nullable=True)
+        # Delivery receipts: "accepted" (waiting), "delivered", "failed"; None when no SMS left.
+        delivery = sa.Column(sa.String(10), nullable=True)
+        delivered_at = sa.Column(sa.DateTime, nullable=True)
+        receipt_code = sa.Column(sa.String(64), nullable=True)
+        receipt_message = sa.Column(sa.String(200), nullable=True)
+        sms_size = sa.Column(sa.Integer, nullable=True)
+        # The number's last four digits, for the "ends with" filter through an index.
+        phone_tail = sa.Column(sa.String(4), nullable=True)
+        # The number Fernet-encrypted, kept only while QuerySendDetails may still be asked
+        # about it (a final receipt or 30 days clear it).
+        phone_sealed = sa.Column(sa.Text, nullable=True)
 
     class VerificationCode(db.Model):  # type: ignore[name-defined]
         """The live code for one phone and purpose, kept only as a keyed digest."""
@@ -134,6 +154,30 @@ def build_models(db: SQLAlchemy) -> Models:
         expires_at = sa.Column(sa.DateTime, nullable=False, index=True)
         attempts_left = sa.Column(sa.Integer, nullable=False)
 
-    models = Models(Parameter, ParameterChange, SendLog, VerificationCode)
+    class Receipt(db.Model):  # type: ignore[name-defined]
+        """One delivery report (pushed or polled), kept once per BizId and number.
+
+        The number is only a keyed digest. A report whose BizId has no send row yet stays
+        ``matched = False`` until the row appears.
+        """
+
+        __tablename__ = "alisms_receipt"
+        __table_args__ = (
+            sa.UniqueConstraint("biz_id", "phone_digest", name="uq_alisms_receipt_biz_phone"),
+            sa.Index("ix_alisms_receipt_pending", "matched", "received_at"),
+        )
+        id = sa.Column(sa.Integer, primary_key=True)
+        biz_id = sa.Column(sa.String(64), nullable=False)
+        phone_digest = sa.Column(sa.String(64), nullable=False)
+        success = sa.Column(sa.Boolean, nullable=False)
+        err_code = sa.Column(sa.String(64), nullable=True)
+        err_msg = sa.Column(sa.String(200), nullable=True)
+        sms_size = sa.Column(sa.Integer, nullable=True)
+        report_time = sa.Column(sa.DateTime, nullable=True)
+        received_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        source = sa.Column(sa.String(10), nullable=False)  # "push" or "poll"
+        matched = sa.Column(sa.Boolean, nullable=False, default=False)
+
+    models = Models(Parameter, ParameterChange, SendLog, VerificationCode, Receipt)
     _built[db] = models
     return models

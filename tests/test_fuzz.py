@@ -289,6 +289,10 @@ API_POSTS = ["/alisms/api/send-code", "/alisms/api/register", "/alisms/api/reset
 API_GETS = ["/alisms/api/csrf-token", "/alisms/api/status", "/alisms/api/openapi.json"]
 PAGES = ["/alisms/register", "/alisms/reset-password"]
 ADMIN = ["/alisms/admin/", "/alisms/admin/test-sms", "/alisms/admin/log"]
+ADMIN_CSV = "/alisms/admin/log.csv"
+ADMIN_TOKEN = "/alisms/admin/receipts/token"
+HOOK = "/alisms/hooks/sms-report"
+REPORT_TOKEN = "fuzz-report-token-0123456789"
 #: Every rule under /alisms, with the URL the fuzzing uses for it; a new route fails
 #: test_every_route_is_fuzzed until it is added here (and so fuzzed below).
 COVERED = {
@@ -296,6 +300,9 @@ COVERED = {
     "/alisms/api/<path:rest>": "/alisms/api/<anything>",
     "/alisms/api/": "/alisms/api/",
     **{path: path for path in API_POSTS + API_GETS + PAGES + ADMIN},
+    ADMIN_CSV: ADMIN_CSV,
+    ADMIN_TOKEN: ADMIN_TOKEN,
+    HOOK: HOOK,
 }
 
 NASTY_TEXT = [
@@ -395,7 +402,8 @@ def world(ready_host: Host, emulator: DysmsapiEmulator) -> Iterator[World]:
     with ready_host.app.app_context():
         ready_host.db.session.add(ready_host.User(phone=OTHER_PHONE, password_hash="x"))
         ready_host.db.session.commit()
-    ready_host.set_params(limits__verify_per_hour="1000")
+    # The receipt URL's token exists, as after the first look at the send log.
+    ready_host.set_params(limits__verify_per_hour="1000", aliyun__sms__report_token=REPORT_TOKEN)
     yield World(ready_host, emulator)
 
 
@@ -871,3 +879,129 @@ def test_garbage_next_to_a_live_code_never_spends_it(
     )
     assert done.status_code == 201, done.get_json()
     assert host.query(sa.select(host.User.nickname)) == [("neo",)]
+
+
+# -- the receipt hook, the CSV export and the token button -----------------------------------
+
+report_items = st.fixed_dictionaries(
+    {},
+    optional={
+        "phone_number": json_values,
+        "biz_id": json_values,
+        "success": json_values,
+        "report_time": json_values,
+        "sms_size": json_values,
+        "err_code": json_values,
+        "err_msg": json_values,
+    },
+)
+
+
+@FUZZ
+@given(
+    payload=st.one_of(json_values, st.lists(report_items, max_size=5), st.binary(max_size=200)),
+    token=st.sampled_from(["valid", "missing", "forged", "empty", "nul"]),
+)
+def test_receipt_hook_refuses_garbage_without_side_effects(
+    world: World, payload: Any, token: str
+) -> None:
+    """Whatever Aliyun (or anyone) posts: 400/403/413 JSON, nothing stored, no provider call."""
+    query = {
+        "valid": {"token": REPORT_TOKEN},
+        "missing": {},
+        "forged": {"token": REPORT_TOKEN[:-1] + "x"},
+        "empty": {"token": ""},
+        "nul": {"token": REPORT_TOKEN + "\x00"},
+    }[token]
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    if token == "valid" and not isinstance(payload, bytes):
+        assume(not _valid_reports(payload))
+    before = world.snapshot()
+    response = world.host.client().post(
+        HOOK, data=body, query_string=query, content_type="application/json"
+    )
+    assert response.status_code in (400, 403, 413), response.get_data()[:300]
+    assert response.is_json and response.get_json()["code"] != 0
+    if token != "valid":
+        assert response.status_code == 403
+    assert world.snapshot() == before
+
+
+def _valid_reports(payload: Any) -> bool:
+    """Whether the hook would store ``payload`` (then it is not garbage)."""
+    return (
+        isinstance(payload, list)
+        and bool(payload)
+        and all(
+            isinstance(item, dict)
+            and isinstance(item.get("success"), bool)
+            and isinstance(item.get("biz_id"), (str, int))
+            and not isinstance(item.get("biz_id"), bool)
+            and item.get("biz_id") != ""
+            and isinstance(item.get("phone_number"), (str, int))
+            for item in payload
+        )
+    )
+
+
+def test_receipt_hook_bounds_chunked_and_huge_bodies(world: World) -> None:
+    before = world.snapshot()
+    client = world.host.client()
+    huge = b"[" + b'{"a":1},' * 600_000 + b"{}]"
+    response = client.post(
+        HOOK, data=huge, query_string={"token": REPORT_TOKEN}, content_type="application/json"
+    )
+    assert response.status_code == 413
+    response = client.post(
+        HOOK,
+        input_stream=io.BytesIO(huge),
+        query_string={"token": REPORT_TOKEN},
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    for method in ("GET", "PUT", "DELETE"):
+        assert client.open(HOOK, method=method).status_code == 405
+    assert world.snapshot() == before
+
+
+@FUZZ
+@given(
+    query=st.dictionaries(
+        st.sampled_from(["category", "purpose", "phone", "days", "delivery", "before", "x"]),
+        form_text,
+        max_size=5,
+    ),
+)
+def test_log_export_with_garbage_query_strings(world: World, query: dict[str, str]) -> None:
+    before = world.snapshot()
+    response = world.host.client(admin="root").get(ADMIN_CSV, query_string=query)
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        assert response.mimetype == "text/csv"
+        assert response.get_data(as_text=True).startswith("time,number,")
+    assert world.host.client().get(ADMIN_CSV, query_string=query).status_code == 403
+    assert world.snapshot() == before
+
+
+@FUZZ
+@given(
+    fields=st.dictionaries(st.text(max_size=20), st.lists(form_text, max_size=2), max_size=5),
+    token=st.sampled_from(["missing", "forged"]),
+    who=st.sampled_from(["root", "anonymous"]),
+)
+def test_token_button_without_a_valid_form_changes_nothing(
+    world: World, fields: dict[str, list[str]], token: str, who: str
+) -> None:
+    data: MultiDict[str, str] = MultiDict()
+    for name, values in fields.items():
+        if name != "csrf_token":
+            for value in values:
+                data.add(name, value)
+    if token == "forged":
+        data.add("csrf_token", "forged")
+    before = world.snapshot()
+    client = world.host.client(admin="root" if who == "root" else None)
+    response = client.post(ADMIN_TOKEN, data=data)
+    assert response.status_code == (400 if who == "root" else 403)
+    assert world.snapshot() == before

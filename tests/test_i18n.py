@@ -123,11 +123,11 @@ def test_the_compiled_catalogues_match_the_po_files(
 # -- (d) the language choice, on a tiny app that only installs the catalogue ---------------------
 
 PAGE = (
-    "{{ alisms_lang }}|{{ _('Send code') }}|{{ _('Page %(page)s of %(pages)s', page=2, pages=5) }}"
+    "{{ alisms_lang }}|{{ _('Send code') }}|{{ _('Saved: %(keys)s.', keys='a.b') }}"
 )
-EN = "en|Send code|Page 2 of 5"
-HANS = "zh-Hans|获取验证码|第 2 / 5 页"
-HANT = "zh-Hant|取得驗證碼|第 2 / 5 頁"
+EN = "en|Send code|Saved: a.b."
+HANS = "zh-Hans|获取验证码|已保存：a.b。"
+HANT = "zh-Hant|取得驗證碼|已儲存：a.b。"
 
 
 def make_app(**config: object) -> Flask:
@@ -319,9 +319,9 @@ def test_a_host_adds_a_language_and_overrides_a_string(tmp_path: Path) -> None:
     client = app.test_client()
     japanese = client.get("/page", headers={"Accept-Language": "ja-JP,en;q=0.5"})
     # Strings the host did not translate stay English, the language's own fallback.
-    assert japanese.get_data(as_text=True) == "ja|コードを送信|Page 2 of 5"
+    assert japanese.get_data(as_text=True) == "ja|コードを送信|Saved: a.b."
     simplified = client.get("/page", headers={"Accept-Language": "zh-CN"})
-    assert simplified.get_data(as_text=True) == "zh-Hans|发送验证码|第 2 / 5 页"
+    assert simplified.get_data(as_text=True) == "zh-Hans|发送验证码|已保存：a.b。"
     # Without the directory, Japanese is not offered.
     plain = make_app().test_client().get("/page", headers={"Accept-Language": "ja"})
     assert plain.get_data(as_text=True) == EN

@@ -32,6 +32,7 @@ from ..sms import Category, SendResult, SmsMessage
 from ..state import AliSMSState, get_state
 from . import guard
 from .codes import Verdict, generate_code
+from .receipts import receipt_fields
 from .throttle import Refusal
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def _add_log_row(
                 "duration_ms": result.duration_ms,
                 "phone_digest": keys[0] if keys else None,
                 "client_digest": keys[1] if keys else None,
+                **receipt_fields(state, phone, result, sender),
             },
         )
     except Exception:

@@ -26,6 +26,7 @@ ACCESS_KEY_ID = "aliyun.sms.access_key_id"
 ACCESS_KEY_SECRET = "aliyun.sms.access_key_secret"  # noqa: S105 - a key name, not a secret
 ALLOW_REGISTER = "server.allow_user_register"
 ENABLE_MOBILE_REGISTER = "server.enable_mobile_register"
+REPORT_TOKEN = "aliyun.sms.report_token"  # noqa: S105 - a key name, not a secret
 
 
 
@@ -153,6 +154,7 @@ GROUPS: dict[str, str] = {
     "codes": _l("Verification codes"),
     "limits": _l("Send limits"),
     "phones": _l("Phone numbers"),
+    "receipts": _l("Delivery receipts"),
 }
 
 PARAMETERS: dict[str, Parameter] = {
@@ -333,6 +335,20 @@ PARAMETERS: dict[str, Parameter] = {
             maximum=1000,
         ),
         Parameter(
+            REPORT_TOKEN,
+            "str",
+            "",
+            "receipts",
+            _l("Receipt push token"),
+            _l(
+                "Part of the URL Aliyun pushes delivery receipts to; made on first use. The "
+                "send log page shows the full URL and can make a new one."
+            ),
+            masked=True,
+            pattern=r"[A-Za-z0-9_\-]{16,64}",
+            pattern_hint=_l("must be 16 to 64 letters, digits, - or _"),
+        ),
+        Parameter(
             "phone.allowed_country_codes",
             "codes",
             (86,),
@@ -372,6 +388,7 @@ class Values:
     global_per_day: int
     verify_per_hour: int
     allowed_country_codes: tuple[int, ...]
+    report_token: str = field(default="", repr=False)
 
     @property
     def sms_ready(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,12 +105,24 @@ def _china_time(epoch: float, fmt: str) -> str:
     return time.strftime(fmt, time.gmtime(epoch + _CHINA_OFFSET))
 
 
+#: (SendStatus, ErrCode, receive time or None) of one message to one number.
+Status = Callable[[AcceptedMessage, str], "tuple[int, str, float | None]"]
+
+
+def _delivered_after_two_seconds(message: AcceptedMessage, number: str) -> tuple[int, str, float]:
+    return 3, "DELIVERED", message.accepted_at + 2
+
+
 def query_send_details(
-    params: Mapping[str, str], messages: Iterable[AcceptedMessage], request_id: str
+    params: Mapping[str, str],
+    messages: Iterable[AcceptedMessage],
+    request_id: str,
+    status: Status = _delivered_after_two_seconds,
 ) -> dict[str, Any]:
     """Answer QuerySendDetails from ``messages`` (oldest first); raise GatewayError or Refused.
 
-    Every accepted message counts as delivered two seconds after it was accepted.
+    ``status`` says where each message stands (by default: delivered two seconds after it
+    was accepted); a message still waiting has no ReceiveDate.
     """
     for name in ("PhoneNumber", "SendDate", "PageSize", "CurrentPage"):
         if not params.get(name):
@@ -138,15 +150,18 @@ def query_send_details(
         if _china_time(message.accepted_at, "%Y%m%d") != send_date:
             continue
         variables = ", ".join(f"{k}: {v}" for k, v in message.template_param.items())
+        send_status, err_code, received = status(message, phone)
         details.append(
             {
                 "PhoneNum": phone,
-                "SendStatus": 3,
-                "ErrCode": "DELIVERED",
+                "SendStatus": send_status,
+                "ErrCode": err_code,
                 "TemplateCode": message.template_code,
                 "Content": f"【{message.sign_name}】{variables}",
                 "SendDate": _china_time(message.accepted_at, "%Y-%m-%d %H:%M:%S"),
-                "ReceiveDate": _china_time(message.accepted_at + 2, "%Y-%m-%d %H:%M:%S"),
+                "ReceiveDate": ""
+                if received is None
+                else _china_time(received, "%Y-%m-%d %H:%M:%S"),
                 "OutId": message.out_id or "",
             }
         )

@@ -54,6 +54,7 @@ from types import TracebackType
 from typing import Any
 
 from .actions import AcceptedMessage, Refused, check_send_sms, query_send_details
+from .receipts import DeliveryBook
 from .server import Fault, Server
 from .signing import (
     API_VERSION,
@@ -117,6 +118,7 @@ class DysmsapiEmulator:
         self._connections_opened = 0
         self._requests_served = 0
         self._biz_seq = 0
+        self.deliveries = DeliveryBook(self.now)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -149,6 +151,7 @@ class DysmsapiEmulator:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
         server.server_close()
+        self.deliveries.stop_worker()
         if thread is not None:
             thread.join(timeout=5)
         self._server = None
@@ -234,6 +237,7 @@ class DysmsapiEmulator:
             self._clock_offset = 0.0
             self._connections_opened = 0
             self._requests_served = 0
+        self.deliveries.clear()
 
     def advance_time(self, seconds: float) -> None:
         """Move the flow-control clock forward so tests need not sleep.
@@ -384,10 +388,47 @@ class DysmsapiEmulator:
                     accepted_at=now,
                 )
             )
+            self.deliveries.accepted(biz_id, tuple(numbers), params.get("OutId") or "", now)
         return {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": request_id}
 
     def _query_send_details(self, params: Mapping[str, str], request_id: str) -> dict[str, Any]:
-        return query_send_details(params, self.messages, request_id)
+        now = self.now()
+
+        def status(message: AcceptedMessage, number: str) -> tuple[int, str, float | None]:
+            fate = self.deliveries.fate(message.biz_id, number)
+            return fate.status(now) if fate is not None else (3, "DELIVERED", now)
+
+        return query_send_details(params, self.messages, request_id, status)
+
+    # ----------------------------------------------------------------- delivery receipts
+
+    def configure_receipts(
+        self,
+        url: str | None = None,
+        *,
+        delay: float = 0.0,
+        success_rate: float = 1.0,
+        duplicates: int = 0,
+        seed: int | None = None,
+        background: bool = False,
+    ) -> None:
+        """How accepted messages end: delivered after ``delay`` seconds (emulator clock) with
+        probability ``success_rate``; with ``url``, their SmsReport is POSTed there
+        (``1 + duplicates`` times) by :meth:`push_receipts` or, with ``background``, by a
+        thread as soon as it is due. Applies to messages accepted afterwards."""
+        self.deliveries.configure(
+            url, delay=delay, success_rate=success_rate, duplicates=duplicates, seed=seed
+        )
+        if background:
+            self.deliveries.start_worker()
+
+    def fail_delivery(self, phone: str, err_code: str = "UNDELIV") -> None:
+        """Make every later message to ``phone`` fail delivery with ``err_code``."""
+        self.deliveries.fail_number(canonical_or_raw(phone), err_code)
+
+    def push_receipts(self) -> int:
+        """POST the receipts that are due now to the configured URL; returns how many."""
+        return self.deliveries.push_due()
 
     # ----------------------------------------------------------------- connection bookkeeping
 

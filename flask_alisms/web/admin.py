@@ -5,20 +5,31 @@ Every view is wrapped by :func:`admin_required`, which asks the host's ``admin_l
 
 from __future__ import annotations
 
-import datetime as dt
+import csv
 import functools
+import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from werkzeug.routing import BuildError
 
 from .. import signals
 from ..exceptions import InvalidParameter
-from ..flows import verification
+from ..flows import receipts, sendlog, verification
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
 from ..models import utcnow
@@ -28,6 +39,7 @@ from ..state import AliSMSState, get_state
 from .forms import (
     PURPOSE_LABELS,
     LogFilterForm,
+    ReportTokenForm,
     TestSmsForm,
     changes_from,
     choices,
@@ -158,32 +170,138 @@ def admin_test_sms() -> Any:
 @admin_required
 def admin_log() -> Any:
     state = get_state()
-    log = state.models.SendLog
-    form = LogFilterForm(request.args)
-    form.category.choices = choices([("", _("Any")), *((c, outcome_label(c)) for c in OUTCOMES)])
-    query = sa.select(log).order_by(log.id.desc())
-    status = 200
-    if form.validate():
-        since = utcnow() - dt.timedelta(days=int(form.days.data or 7))
-        query = query.where(log.created_at >= since)
-        if form.category.data:
-            query = query.where(log.category == form.category.data)
-        if form.purpose.data:
-            query = query.where(log.purpose == form.purpose.data)
-        if form.phone.data:
-            query = query.where(log.phone_masked.endswith(form.phone.data[-4:]))
-    else:
-        status = 400
-        query = query.where(sa.false())
-    page = state.db.paginate(query, per_page=50, error_out=False, count=True)
+    form, filters, status = _log_filters()
+    before = request.args.get("before", "")
+    cursor = int(before) if before.isascii() and before.isdigit() and len(before) < 19 else None
+    receipts.match_pending(state)  # receipts that came before their send row
+    rows, next_cursor = sendlog.page(state, filters, cursor) if filters else ([], None)
+    zone = sendlog.time_zone()
+    token = receipts.report_token(state)
     return render_template(
         "alisms/admin/log.html",
         form=form,
-        page=page,
-        summary=_summary(state),
-        outcome_label=outcome_label,
-        purpose_label=purpose_label,
+        rows=rows,
+        next_cursor=next_cursor,
+        first_page=cursor is None,
+        summary=sendlog.summary(state),
+        now=utcnow(),
+        wait=sendlog.wait_minutes(),
+        zone=zone,
+        zone_name=current_app.config["ALISMS_TIMEZONE"],
+        local_time=sendlog.local_time,
+        delivery_state=sendlog.delivery_state,
+        receipt_meaning=_memo(sendlog.receipt_meaning),
+        push_url=url_for(".sms_report", token=token, _external=True),
+        token_form=ReportTokenForm(),
+        outcome_label=_memo(outcome_label),  # fifty rows, a handful of distinct labels
+        purpose_label=_memo(purpose_label),
     ), status
+
+
+def _memo(label: Callable[[Any], str]) -> Callable[[Any], str]:
+    """``label`` translated once per value for this page."""
+    seen: dict[Any, str] = {}
+
+    def get(value: Any) -> str:
+        if value not in seen:
+            seen[value] = label(value)
+        return seen[value]
+
+    return get
+
+
+#: Rows one CSV export may hold; narrow the filters for more.
+CSV_LIMIT = 100_000
+
+
+@admin_required
+def admin_log_csv() -> Any:
+    """The filtered rows as CSV: masked numbers only, times in the site's time zone."""
+    state = get_state()
+    _form, filters, _status = _log_filters()
+    if filters is None:
+        abort(400)
+    zone = sendlog.time_zone()
+    now, wait = utcnow(), sendlog.wait_minutes()
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(_CSV_HEADER)
+        for row in sendlog.iter_rows(state, filters, CSV_LIMIT):
+            created = sendlog.local_time(row.created_at, zone)
+            delivered = sendlog.local_time(row.delivered_at, zone)
+            writer.writerow(
+                _csv_safe(value)
+                for value in (
+                    created.isoformat() if created else "",
+                    row.phone_masked,
+                    row.purpose,
+                    row.category,
+                    row.code,
+                    sendlog.delivery_state(row, now, wait) or "",
+                    row.receipt_code or "",
+                    delivered.isoformat() if delivered else "",
+                    row.sms_size if row.sms_size is not None else "",
+                    row.sender,
+                    row.http_status if row.http_status is not None else "",
+                    f"{row.duration_ms or 0:.0f}",
+                    row.request_id or "",
+                    row.biz_id or "",
+                )
+            )
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        if buffer.getvalue():
+            yield buffer.getvalue()
+
+    response = Response(stream_with_context(lines()), mimetype="text/csv")
+    stamp = utcnow().strftime("%Y%m%d-%H%M")
+    response.headers["Content-Disposition"] = f"attachment; filename=alisms-log-{stamp}.csv"
+    return response
+
+
+@admin_required
+def admin_report_token() -> Any:
+    form = ReportTokenForm()
+    if not form.validate_on_submit():
+        abort(400)
+    state = get_state()
+    try:
+        receipts.regenerate_token(state, actor=state.callbacks.current_admin())
+    except InvalidParameter as exc:  # fixed by ALISMS_PARAMS
+        flash(exc.message, "error")
+    else:
+        flash(_("A new push URL was made: paste it in the Aliyun console."), "success")
+    return redirect(url_for(".admin_log"))
+
+
+_CSV_HEADER = (
+    "time", "number", "purpose", "outcome", "code", "delivery", "receipt_code",
+    "delivered_at", "sms_size", "sender", "http_status", "duration_ms", "request_id", "biz_id",
+)  # fmt: skip
+
+
+def _csv_safe(value: object) -> str:
+    """Text a spreadsheet shows as text: no leading =, +, -, @ that it would run as a formula."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _log_filters() -> tuple[LogFilterForm, sendlog.Filters | None, int]:
+    form = LogFilterForm(request.args)
+    form.category.choices = choices([("", _("Any")), *((c, outcome_label(c)) for c in OUTCOMES)])
+    if not form.validate():
+        return form, None, 400
+    filters = sendlog.Filters(
+        days=int(form.days.data or 7),
+        category=form.category.data or "",
+        purpose=form.purpose.data or "",
+        phone_tail=form.phone.data or "",
+        delivery=form.delivery.data or "",
+    )
+    return form, filters, 200
 
 
 # -- what the pages show ---------------------------------------------------------------------
@@ -296,32 +414,8 @@ def checklist(state: AliSMSState) -> list[dict[str, Any]]:
 def _last_test(state: AliSMSState) -> Any:
     log = state.models.SendLog
     return state.db.session.scalars(
-        sa.select(log).where(log.purpose == "test").order_by(log.id.desc()).limit(1)
+        sa.select(log)
+        .where(log.purpose == "test")  # newest first through (purpose, created_at)
+        .order_by(log.created_at.desc(), log.id.desc())
+        .limit(1)
     ).first()
-
-
-def _summary(state: AliSMSState) -> list[dict[str, Any]]:
-    log = state.models.SendLog
-    now = utcnow()
-    figures = []
-    for label, delta in (
-        (_("Last 24 hours"), dt.timedelta(days=1)),
-        (_("Last 7 days"), dt.timedelta(days=7)),
-    ):
-        counts: dict[str, int] = dict(
-            state.db.session.execute(
-                sa.select(log.category, sa.func.count())
-                .where(log.created_at >= now - delta)
-                .group_by(log.category)
-            ).all()
-        )
-        failed = {k: v for k, v in counts.items() if k not in ("sent", "skipped")}
-        figures.append(
-            {
-                "label": label,
-                "sent": counts.get("sent", 0),
-                "failed": sum(failed.values()),
-                "by_category": failed,
-            }
-        )
-    return figures

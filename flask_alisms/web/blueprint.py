@@ -22,7 +22,7 @@ from ..exceptions import CodeStoreUnavailable, LimiterUnavailable
 from ..i18n import gettext as _
 from ..i18n import install as install_i18n
 from ..state import get_state
-from . import admin, api, openapi, pages
+from . import admin, api, hooks, openapi, pages
 from .http import (
     ApiError,
     bound_request_body,
@@ -73,6 +73,10 @@ def create_blueprint(app: Flask) -> Blueprint:
     bp.add_url_rule("/api/register", view_func=api.api_register, methods=["POST"])
     bp.add_url_rule("/api/reset-password", view_func=api.api_reset_password, methods=["POST"])
 
+    bp.add_url_rule("/hooks/sms-report", view_func=hooks.sms_report, methods=["POST"])
+    csrf = app.extensions.get("csrf")
+    if csrf is not None:  # Aliyun cannot send a CSRF token; the URL's token proves it
+        csrf.exempt(hooks.sms_report)
     if app.config["ALISMS_USER_VIEWS"]:
         bp.add_url_rule("/register", view_func=pages.register, methods=["GET", "POST"])
         bp.add_url_rule(
@@ -82,6 +86,10 @@ def create_blueprint(app: Flask) -> Blueprint:
         bp.add_url_rule("/admin/", view_func=admin.admin_parameters, methods=["GET", "POST"])
         bp.add_url_rule("/admin/test-sms", view_func=admin.admin_test_sms, methods=["GET", "POST"])
         bp.add_url_rule("/admin/log", view_func=admin.admin_log, methods=["GET"])
+        bp.add_url_rule("/admin/log.csv", view_func=admin.admin_log_csv, methods=["GET"])
+        bp.add_url_rule(
+            "/admin/receipts/token", view_func=admin.admin_report_token, methods=["POST"]
+        )
     return bp
 
 

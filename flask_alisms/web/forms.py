@@ -139,6 +139,12 @@ class TestSmsForm(PhoneMixin, FlaskForm):
     send = SubmitField(_l("Send test SMS"))
 
 
+class ReportTokenForm(FlaskForm):
+    """The send log's one POST: replace the receipt push URL's token."""
+
+    regenerate = SubmitField(_l("Make a new push URL"))
+
+
 class LogFilterForm(Form):
     """Filters for the send log (GET, no state change, so no CSRF)."""
 
@@ -164,6 +170,20 @@ class LogFilterForm(Form):
             ]
         ),
         default="7",
+    )
+
+    delivery = SelectField(
+        _l("Delivery"),
+        choices=choices(
+            [
+                ("", _l("Any")),
+                ("accepted", _l("waiting for receipt")),
+                ("delivered", _l("delivered")),
+                ("failed", _l("not delivered")),
+                ("no_receipt", _l("no receipt")),
+            ]
+        ),
+        validators=[Optional()],
     )
 
     def validate_phone(self, field: Field) -> None:

@@ -25,7 +25,7 @@ from wtforms.validators import InputRequired, Length
 
 from flask_alisms import AliSMS, SQLAlchemyUserAdapter
 from flask_alisms.i18n import current_language, gettext, lazy_gettext, ngettext
-from flask_alisms.phones import InvalidPhone, parse_phone
+from flask_alisms.phones import InvalidPhone, mask, parse_phone
 from flask_alisms.web.forms import TranslatedMeta
 
 #: The site's own strings, in the flask_alisms domain; the extension searches it first.
@@ -39,7 +39,8 @@ class User(db.Model):  # type: ignore[name-defined]
     __tablename__ = "example_user"
     id = sa.Column(sa.Integer, primary_key=True)
     phone = sa.Column(sa.String(32), unique=True, nullable=False)
-    password_hash = sa.Column(sa.String(256), nullable=False)
+    # None for an account created at its first sign-in by SMS code (login.auto_register).
+    password_hash = sa.Column(sa.String(256), nullable=True)
     is_admin = sa.Column(sa.Boolean, nullable=False, default=False)
 
 
@@ -59,6 +60,12 @@ alisms = AliSMS(db=db, user_adapter=SQLAlchemyUserAdapter(db, User, login=login)
 def load_admin() -> str | None:
     user = current_user()
     return user.phone if user is not None and user.is_admin else None
+
+
+@alisms.current_user_loader
+def load_user() -> User | None:
+    """Who may change their phone at /alisms/account/phone."""
+    return current_user()
 
 
 class LoginForm(FlaskForm):
@@ -84,6 +91,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         ALISMS_PARAM_DEFAULTS={
             "server.allow_user_register": True,
             "server.enable_mobile_register": True,
+            # Sign in by SMS code, creating the account at the first sign-in.
+            "server.enable_mobile_login": True,
+            "login.auto_register": True,
         },
         # The site's catalogue (example_app/translations) before flask-alisms' own.
         ALISMS_TRANSLATION_DIRECTORIES=[str(TRANSLATIONS)],
@@ -134,12 +144,23 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                 user = db.session.scalars(sa.select(User).where(User.phone == phone.e164)).first()
             except InvalidPhone:
                 pass
-            if user is not None and check_password_hash(user.password_hash, form.password.data):
+            if (
+                user is not None
+                and user.password_hash  # None: signed up by code, no password yet
+                and check_password_hash(user.password_hash, form.password.data)
+            ):
                 session.clear()
                 login(user)
                 return redirect(url_for("index"))
             form.password.errors.append(gettext("Wrong number or password."))
         return render_template("example/login.html", form=form)
+
+    @app.get("/account")
+    def account() -> Any:
+        user = current_user()
+        if user is None:
+            return redirect(url_for("login_page"))
+        return render_template("example/account.html", user=user, phone=mask(user.phone))
 
     @app.post("/logout")
     def logout() -> Any:

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     # Where the HTML flows go after success; only local paths are accepted.
     "ALISMS_REGISTER_REDIRECT": "/",
     "ALISMS_RESET_REDIRECT": "/",
+    "ALISMS_LOGIN_REDIRECT": "/",
     # Serve the admin panel and the end-user pages (the JSON API is always on).
     "ALISMS_ADMIN_VIEWS": True,
     "ALISMS_USER_VIEWS": True,
@@ -137,7 +138,7 @@ def validate(config: Config) -> None:
             "ALISMS_PASSWORD_MIN_LENGTH and ALISMS_PASSWORD_MAX_LENGTH must be whole numbers "
             f"with 1 <= min <= max; got {low!r} and {high!r}."
         )
-    for key_name in ("ALISMS_REGISTER_REDIRECT", "ALISMS_RESET_REDIRECT"):
+    for key_name in ("ALISMS_REGISTER_REDIRECT", "ALISMS_RESET_REDIRECT", "ALISMS_LOGIN_REDIRECT"):
         target = config[key_name]
         if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
             raise ConfigurationError(f"{key_name} must be a local path such as '/'.")

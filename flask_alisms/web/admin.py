@@ -19,7 +19,8 @@ from ..flows import verification
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
 from ..models import utcnow
-from ..parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER
+from ..parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, TEMPLATE_CODE
+from ..phones import mask
 from ..sms import Category
 from ..state import AliSMSState, get_state
 from .forms import (
@@ -33,7 +34,7 @@ from .forms import (
 )
 
 #: The send log's outcome column: a send, a skipped send, or a failure category.
-OUTCOMES = ("sent", "skipped", *(c.value for c in Category))
+OUTCOMES = ("sent", "skipped", "test_number", *(c.value for c in Category))
 
 
 def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -84,6 +85,7 @@ def admin_parameters() -> Any:
         form=form,
         groups=grouped(rows),
         checklist=checklist(state),
+        test_numbers=[mask(number) for number, _code in state.params.values().test_numbers],
         effective=state.mobile_registration_open(),
         sender=state.sender_for_send().name,
         last_test=_last_test(state),
@@ -154,6 +156,7 @@ def admin_log() -> Any:
 _OUTCOME_LABELS = {
     "sent": _l("sent"),
     "skipped": _l("skipped"),
+    "test_number": _l("test number"),
     "signature": _l("signature"),
     "template": _l("template"),
     "authentication": _l("authentication"),
@@ -176,6 +179,9 @@ def purpose_label(value: str) -> str:
     """Human words for a send-log purpose (register, reset, test)."""
     label = PURPOSE_LABELS.get(value)
     return str(label) if label is not None else value
+
+
+_TEMPLATE_PURPOSES = ("register", "login", "reset", "change_phone")
 
 
 def checklist(state: AliSMSState) -> list[dict[str, Any]]:
@@ -205,6 +211,17 @@ def checklist(state: AliSMSState) -> list[dict[str, Any]]:
             "ok": values.enable_mobile_register,
             "help": _("Set it to true once every Aliyun parameter is filled in."),
         },
+        *(
+            {
+                "label": _("%(label)s (%(key)s)", label=row.parameter.label, key=row.parameter.key),
+                "ok": bool(values.template_for(purpose)),
+                "help": _("Optional; falls back to %(key)s, which is empty.", key=TEMPLATE_CODE),
+                "note": _("Uses %(template)s.", template=values.template_for(purpose)),
+            }
+            for row in state.params.rows()
+            for purpose in _TEMPLATE_PURPOSES
+            if row.parameter.key == f"aliyun.sms.template_code.{purpose}"
+        ),
         {
             "label": _("User adapter"),
             "ok": state.user_adapter is not None,
@@ -238,7 +255,7 @@ def _summary(state: AliSMSState) -> list[dict[str, Any]]:
                 .group_by(log.category)
             ).all()
         )
-        failed = {k: v for k, v in counts.items() if k not in ("sent", "skipped")}
+        failed = {k: v for k, v in counts.items() if k not in ("sent", "skipped", "test_number")}
         figures.append(
             {
                 "label": label,

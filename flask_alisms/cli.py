@@ -98,6 +98,12 @@ def check() -> None:
     if state.user_adapter is None:
         problems.append("no user adapter: pass AliSMS(user_adapter=...)")
     click.echo(f"Sender: {state.sender_for_send().name}")
+    click.echo(f"Sign-in by SMS code: {'on' if state.mobile_login_open() else 'off'}")
+    if values.test_numbers:
+        click.echo(
+            f"Warning: {len(values.test_numbers)} test number(s) in phone.test_numbers never "
+            "reach Aliyun and take a fixed code."
+        )
     if state.mobile_registration_open():  # the verdict; the list above only says why not
         click.echo("Ready: mobile registration is open.")
         return

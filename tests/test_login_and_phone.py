@@ -3,6 +3,9 @@ against the emulator, as JSON and as HTML."""
 
 from __future__ import annotations
 
+import re
+import statistics
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +16,8 @@ from flask_alisms import signals
 from flask_alisms.exceptions import InvalidParameter
 from flask_alisms.testing import DysmsapiEmulator
 
-from .conftest import OTHER_PHONE, PHONE, Host, api_post, form_token
+from .conftest import OTHER_PHONE, PHONE, Host, api_post, csrf_token, form_token
+from .test_i18n_pages import LANGUAGES, check_page
 
 NOTICE_TEMPLATE = "SMS_200000001"  # the emulator's template without variables
 LOGIN_TEMPLATE = "SMS_300000001"
@@ -428,3 +432,138 @@ def test_phone_page_changes_the_number(ready_host: Host, emulator: DysmsapiEmula
     assert done.status_code == 302
     assert _users(ready_host) == [(OTHER_PHONE, "x")]
     assert "+86139****9000" in client.get(done.headers["Location"]).get_data(as_text=True)
+
+
+def test_cli_check_tells_sign_in_and_test_numbers(login_host: Host) -> None:
+    runner = login_host.app.test_cli_runner()
+    result = runner.invoke(args=["alisms", "check"])
+    assert result.exit_code == 0, result.output
+    assert "Sign-in by SMS code: on" in result.output
+    assert "test number" not in result.output
+    login_host.set_params(phone__test_numbers=f"{TEST_NUMBER}={TEST_CODE}")
+    result = runner.invoke(args=["alisms", "check"])
+    assert "Warning: 1 test number(s)" in result.output
+    assert TEST_NUMBER not in result.output and TEST_CODE not in result.output
+
+
+def test_phone_change_notice_to_a_test_number_stays_local(
+    ready_host: Host, emulator: DysmsapiEmulator
+) -> None:
+    ready_host.set_params(
+        aliyun__sms__phone_changed_template_code=NOTICE_TEMPLATE,
+        phone__test_numbers=f"{TEST_NUMBER}={TEST_CODE}",
+    )
+    user_id = _add_user(_with_user_loader(ready_host), TEST_NUMBER)
+    client = _signed_in_client(ready_host, user_id)
+    assert api_post(client, "phone/send-code", {"phone": OTHER_PHONE}).status_code == 200
+    code = emulator.last_param("13900139000")
+    response = api_post(client, "phone", {"phone": OTHER_PHONE, "code": code})
+    assert response.get_json() == {"phone": OTHER_PHONE}
+    assert [m.phone_numbers for m in emulator.messages] == ["13900139000"]
+    assert _log(ready_host)[-1] == ("phone_changed", "test-number", "test_number")
+
+
+def test_same_number_again_is_no_change(ready_host: Host, emulator: DysmsapiEmulator) -> None:
+    ready_host.set_params(aliyun__sms__phone_changed_template_code=NOTICE_TEMPLATE)
+    user_id = _add_user(_with_user_loader(ready_host))
+    client = _signed_in_client(ready_host, user_id)
+    api_post(client, "phone/send-code", {"phone": PHONE})
+    code = emulator.last_param("13800138000")
+    assert api_post(client, "phone", {"phone": PHONE, "code": code}).get_json() == {"phone": PHONE}
+    assert len(emulator.messages) == 1  # the code; no notice to the very same number
+    assert _users(ready_host) == [(PHONE, "x")]
+
+
+def test_host_adapter_failure_is_a_clean_error(
+    login_host: Host, emulator: DysmsapiEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    login_host.set_params(login__auto_register="true")
+    adapter = login_host.app.extensions["alisms"].user_adapter
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("database is gone")
+
+    monkeypatch.setattr(adapter, "create_user", broken)
+    client = login_host.client()
+    api_post(client, "send-code", {"phone": PHONE, "purpose": "login"})
+    code = emulator.last_param("13800138000")
+    response = api_post(client, "login", {"phone": PHONE, "code": code})
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "registration_failed"
+    assert client.get("/whoami").get_json() == {"user_id": None}
+    assert _users(login_host) == []
+
+
+def test_login_send_code_takes_as_long_without_an_account(
+    login_host: Host, emulator: DysmsapiEmulator
+) -> None:
+    """Numbers without an account get no SMS; their answer must not come measurably faster
+    (same bound as the registration test in test_security.py)."""
+    login_host.set_params(limits__ip_per_hour="100000")
+    rounds = 12
+    known = [f"+86138{n:08d}" for n in range(20_000_000, 20_000_000 + rounds + 4)]
+    for phone in known:
+        _add_user(login_host, phone)
+    unknown = [f"+86138{n:08d}" for n in range(30_000_000, 30_000_000 + rounds)]
+    client = login_host.client()
+    token = csrf_token(client)
+    for phone in known[rounds:]:  # warm up the connection and the moving average
+        api_post(client, "send-code", {"phone": phone, "purpose": "login"}, token=token)
+    timings: dict[str, list[float]] = {"known": [], "unknown": []}
+    bodies = set()
+    for with_account, without in zip(known, unknown):
+        for kind, phone in (("known", with_account), ("unknown", without)):
+            started = time.perf_counter()
+            payload = {"phone": phone, "purpose": "login"}
+            response = api_post(client, "send-code", payload, token=token)
+            timings[kind].append(time.perf_counter() - started)
+            assert response.status_code == 200
+            bodies.add(response.get_data())
+    assert len(bodies) == 1
+    assert len(emulator.messages) == rounds + 4
+    slow, fast = sorted((statistics.median(v) for v in timings.values()), reverse=True)
+    assert slow <= 3 * fast or slow - fast <= 0.050, timings
+
+
+# -- the new pages in every language -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", sorted(LANGUAGES))
+def test_new_pages_are_translated(
+    make_host: Any, emulator: DysmsapiEmulator, header: str
+) -> None:
+    host = make_host()
+    locale = LANGUAGES[header]
+    client = host.client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = header
+    check_page(client.get("/alisms/login").get_data(as_text=True), locale, "login closed")
+    host.configure_sms()
+    host.set_params(server__enable_mobile_login="true", phone__test_numbers="13700137000=1234")
+    user_id = _add_user(_with_user_loader(host))
+
+    def post(path: str, **fields: str) -> Any:
+        token = form_token(client.get(path).get_data(as_text=True))
+        return client.post(path, data={"csrf_token": token, "country_code": "86", **fields})
+
+    check_page(client.get("/alisms/login").get_data(as_text=True), locale, "login")
+    check_page(client.get("/alisms/register").get_data(as_text=True), locale, "register")
+    sent = post("/alisms/login", phone="13800138000", send="1")
+    check_page(sent.get_data(as_text=True), locale, "login, code sent")
+    wrong = post("/alisms/login", phone="13800138000", code="000000", submit="1")
+    assert wrong.status_code == 400
+    check_page(wrong.get_data(as_text=True), locale, "login, wrong code")
+    denied = client.get("/alisms/account/phone")
+    assert denied.status_code == 401
+    check_page(denied.get_data(as_text=True), locale, "phone, not signed in")
+    with client.session_transaction() as sess:
+        sess["user_id"] = user_id
+    check_page(client.get("/alisms/account/phone").get_data(as_text=True), locale, "phone")
+    sent = post("/alisms/account/phone", phone="13900139000", send="1")
+    check_page(sent.get_data(as_text=True), locale, "phone, code sent")
+    admin = host.client("root")
+    admin.environ_base["HTTP_ACCEPT_LANGUAGE"] = header
+    check_page(admin.get("/alisms/admin/").get_data(as_text=True), locale, "panel")
+    response = api_post(client, "login", {"phone": PHONE, "code": "000000"})
+    assert response.status_code == 400
+    if locale != "en":
+        assert re.search(r"[\u4e00-\u9fff]", response.get_json()["message"])

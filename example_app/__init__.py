@@ -29,7 +29,7 @@ from wtforms.validators import InputRequired, Length
 
 from flask_alisms import AliSMS, SQLAlchemyUserAdapter
 from flask_alisms.i18n import current_language, gettext, lazy_gettext, ngettext
-from flask_alisms.phones import InvalidPhone, parse_phone
+from flask_alisms.phones import InvalidPhone, mask, parse_phone
 from flask_alisms.state import get_state
 from flask_alisms.web.forms import TranslatedMeta
 from flask_alisms.web.http import local_redirect_target, server_body_errors
@@ -45,7 +45,8 @@ class User(db.Model):  # type: ignore[name-defined]
     __tablename__ = "example_user"
     id = sa.Column(sa.Integer, primary_key=True)
     phone = sa.Column(sa.String(32), unique=True, nullable=False)
-    password_hash = sa.Column(sa.String(256), nullable=False)
+    # None for an account created at its first sign-in by SMS code (login.auto_register).
+    password_hash = sa.Column(sa.String(256), nullable=True)
     is_admin = sa.Column(sa.Boolean, nullable=False, default=False)
     # Bumped by a password reset: every session holding an older value is signed out.
     session_version = sa.Column(sa.Integer, nullable=False, default=0, server_default="0")
@@ -101,6 +102,12 @@ def signed_in() -> bool:
     return current_user() is not None
 
 
+@alisms.current_user_loader
+def load_user() -> User | None:
+    """Who may change their phone at /alisms/account/phone."""
+    return current_user()
+
+
 class LoginForm(FlaskForm):
     Meta = TranslatedMeta  # WTForms' own messages in the page's language
 
@@ -124,6 +131,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         ALISMS_PARAM_DEFAULTS={
             "server.allow_user_register": True,
             "server.enable_mobile_register": True,
+            # Sign in by SMS code, creating the account at the first sign-in.
+            "server.enable_mobile_login": True,
+            "login.auto_register": True,
         },
         # The panel sends visitors who are not signed in here, with ?next=.
         ALISMS_LOGIN_VIEW="login_page",
@@ -219,7 +229,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             if parsed is not None:
                 user = db.session.scalars(sa.select(User).where(User.phone == parsed)).first()
             # The same hash check whether the number is known or not: equal time.
-            stored = user.password_hash if user is not None else _dummy_hash()
+            # An account made by a sign-in by code has no password (None): dummy too.
+            stored = (user.password_hash if user is not None else None) or _dummy_hash()
             if check_password_hash(stored, form.password.data) and user is not None:
                 session.clear()
                 login(user)
@@ -228,6 +239,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                 limiter.hit(LOGIN_FAILURES_PER_NUMBER, *who)
             form.password.errors.append(gettext("Wrong number or password."))
         return render_template("example/login.html", form=form)
+
+    @app.get("/account")
+    def account() -> Any:
+        user = current_user()
+        if user is None:
+            return redirect(url_for("login_page"))
+        return render_template("example/account.html", user=user, phone=mask(user.phone))
 
     @app.post("/logout")
     def logout() -> Any:

@@ -122,6 +122,12 @@ def check() -> None:
     warning = persistence_warning(state.throttle.storage)
     if warning is not None:  # a warning, not a missing piece: the exit status stays
         click.echo(f"Warning: {warning}")
+    click.echo(f"Sign-in by SMS code: {'on' if state.mobile_login_open() else 'off'}")
+    if values.test_numbers:
+        click.echo(
+            f"Warning: {len(values.test_numbers)} test number(s) in phone.test_numbers never "
+            "reach Aliyun and take a fixed code."
+        )
     if state.mobile_registration_open():  # the verdict; the list above only says why not
         click.echo("Ready: mobile registration is open.")
         return

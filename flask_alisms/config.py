@@ -69,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     # Where the panel sends visitors who are not signed in (with ?next=): an endpoint such as
     # "login" or a local path such as "/login". None uses Flask-Login's login_view when set.
     "ALISMS_LOGIN_VIEW": None,
+    "ALISMS_LOGIN_REDIRECT": "/",
     # Serve the admin panel and the end-user pages (the JSON API is always on).
     "ALISMS_ADMIN_VIEWS": True,
     "ALISMS_USER_VIEWS": True,
@@ -180,7 +181,7 @@ def validate(config: Config) -> None:
             "ALISMS_PASSWORD_MIN_LENGTH and ALISMS_PASSWORD_MAX_LENGTH must be whole numbers "
             f"with 1 <= min <= max; got {low!r} and {high!r}."
         )
-    for key_name in ("ALISMS_REGISTER_REDIRECT", "ALISMS_RESET_REDIRECT"):
+    for key_name in ("ALISMS_REGISTER_REDIRECT", "ALISMS_RESET_REDIRECT", "ALISMS_LOGIN_REDIRECT"):
         target = config[key_name]
         if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
             raise ConfigurationError(f"{key_name} must be a local path such as '/'.")

@@ -93,6 +93,31 @@ class AliSMS:
         self.callbacks.signed_in_loader = callback
         return callback
 
+    def current_user_loader(self, callback: F) -> F:
+        """Register the callback that returns the host's signed-in user, or None.
+
+        Phone change (``{prefix}/account/phone`` and its API) answers 401 without one::
+
+            @alisms.current_user_loader
+            def load_user():
+                return current_user if current_user.is_authenticated else None
+        """
+        self.callbacks.current_user_loader = callback
+        return callback
+
+    def recent_sign_in_check(self, callback: F) -> F:
+        """Register a check that the user signed in recently enough to change their phone.
+
+        Optional; when it returns False the phone change answers 401
+        ``reauthentication_required``::
+
+            @alisms.recent_sign_in_check
+            def signed_in_recently():
+                return time.time() - session.get("signed_in_at", 0) < 600
+        """
+        self.callbacks.recent_sign_in = callback
+        return callback
+
     def current_admin(self) -> str | None:
         """The current app's admin name, or None (see :meth:`admin_loader`)."""
         return get_state().callbacks.current_admin()
@@ -209,7 +234,10 @@ class AliSMS:
         return create_sender(name, **options), None
 
     def _template_globals(self) -> dict[str, Any]:
-        return {"alisms_mobile_registration_open": self.mobile_registration_open}
+        return {
+            "alisms_mobile_registration_open": self.mobile_registration_open,
+            "alisms_mobile_login_open": self.mobile_login_open,
+        }
 
     # -- the programmatic interface, always for the current app ---------------------------------
 
@@ -221,6 +249,10 @@ class AliSMS:
     def mobile_registration_open(self) -> bool:
         """Whether the host should offer "register by phone" right now (for login pages)."""
         return get_state().mobile_registration_open()
+
+    def mobile_login_open(self) -> bool:
+        """Whether the host should offer "sign in by SMS code" right now (for login pages)."""
+        return get_state().mobile_login_open()
 
 
 def _storage_from_uri(uri: str, max_keys: int) -> Storage | MemoryWindows:

@@ -1,6 +1,7 @@
 """Blinker signals, sent with the app as sender. None of them ever carries a code or a secret.
 
-Receivers get keyword arguments: ``phone`` (E.164), ``purpose`` ("register" or "reset") and,
+Receivers get keyword arguments: ``phone`` (E.164), ``purpose`` ("register", "reset",
+"login" or "change_phone") and,
 where it applies, ``result`` (a :class:`~flask_alisms.sender.SendResult` without the code),
 ``reason`` or ``user_id``.
 """
@@ -25,3 +26,12 @@ user_registered = _signals.signal("alisms.user-registered")
 password_reset = _signals.signal("alisms.password-reset")
 #: An admin changed parameters. Extra: ``keys`` and ``actor``; never values.
 parameters_changed = _signals.signal("alisms.parameters-changed")
+#: A user signed in with an SMS code. Extra: ``user_id`` and ``created`` (True when the
+#: account was created by this sign-in; :data:`user_registered` is sent too then).
+user_signed_in = _signals.signal("alisms.user-signed-in")
+#: A signed-in user added or changed their phone. ``phone`` is the new number; extra:
+#: ``old_phone`` (E.164, or None when the user had none) and ``user_id``.
+phone_changed = _signals.signal("alisms.phone-changed")
+#: A code for a test number (``phone.test_numbers``) was "sent": nothing reached Aliyun and
+#: :data:`code_sent` is not sent for it.
+test_code_sent = _signals.signal("alisms.test-code-sent")

@@ -21,7 +21,7 @@ from .flows.guard import SendTimes
 from .flows.throttle import Throttle
 from .models import Models
 from .parameters import ParameterStore
-from .sms import AliyunSender, Credentials, Sender
+from .sms import AliyunSender, Credentials, Sender, TestNumberSender
 from .users import UserAdapter
 
 
@@ -38,6 +38,18 @@ class Callbacks:
     password_validator: Callable[[str], str | None] | None = None
     #: A subclass of :class:`~flask_alisms.web.forms.RegisterForm` with the host's fields.
     register_form: type | None = None
+    #: Who is signed in on the host (its user object), or None; phone change needs it.
+    current_user_loader: Callable[[], Any] | None = None
+    #: Whether the signed-in user signed in recently enough to change their phone.
+    recent_sign_in: Callable[[], bool] | None = None
+
+    def current_user(self) -> Any:
+        """The host's signed-in user, or None (also when no loader was registered)."""
+        return self.current_user_loader() if self.current_user_loader is not None else None
+
+    def signed_in_recently(self) -> bool:
+        """The host's recent-sign-in hook; True when the host registered none."""
+        return self.recent_sign_in() if self.recent_sign_in is not None else True
 
     def current_admin(self) -> str | None:
         """The signed-in admin's name for the change log, or None (the panel then refuses)."""
@@ -68,6 +80,8 @@ class AliSMSState:
     callbacks: Callbacks
     #: Recent real send times (from the send log), so a skipped send takes as long as one.
     times: SendTimes = field(default_factory=SendTimes)
+    #: Where codes for the admin's test numbers go: nowhere.
+    test_sender: Sender = field(default_factory=TestNumberSender)
 
     @property
     def users(self) -> UserAdapter:
@@ -101,6 +115,14 @@ class AliSMSState:
         adapter, and a sender able to send."""
         return (
             self.params.values().registration_switches_on
+            and self.user_adapter is not None
+            and self.sms_ready()
+        )
+
+    def mobile_login_open(self) -> bool:
+        """Whether the host should offer "sign in by SMS code" right now."""
+        return (
+            self.params.values().enable_mobile_login
             and self.user_adapter is not None
             and self.sms_ready()
         )

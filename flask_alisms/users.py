@@ -21,11 +21,20 @@ class UserAdapter(Protocol):
     def find_by_phone(self, phone: str) -> Any | None:
         """The user whose verified phone is ``phone`` (E.164), or None."""
 
-    def create_user(self, phone: str, password_hash: str, fields: Mapping[str, Any]) -> Any:
-        """Create and persist a user; ``fields`` holds the host's extra form fields."""
+    def create_user(
+        self, phone: str, password_hash: str | None, fields: Mapping[str, Any]
+    ) -> Any:
+        """Create and persist a user; ``fields`` holds the host's extra form fields.
+
+        ``password_hash`` is None for an account created at its first sign-in by code
+        (``login.auto_register``): such a user has no password until they reset one.
+        """
 
     def set_password(self, user: Any, password_hash: str) -> None:
         """Persist a new password hash for ``user``."""
+
+    def set_phone(self, user: Any, phone: str) -> None:
+        """Persist ``phone`` (E.164, verified by a code) as ``user``'s number (phone change)."""
 
     def get_id(self, user: Any) -> Any:
         """A JSON-serialisable id for API answers and signals."""
@@ -73,7 +82,10 @@ class SQLAlchemyUserAdapter:
             lambda: session.scalars(query, {"phone": phone}).first(), session
         )
 
-    def create_user(self, phone: str, password_hash: str, fields: Mapping[str, Any]) -> Any:
+    def create_user(
+        self, phone: str, password_hash: str | None, fields: Mapping[str, Any]
+    ) -> Any:
+        # None needs a nullable password column (sign-in by code with login.auto_register).
         user = self.model(
             **{self.phone_attribute: phone, self.password_attribute: password_hash}, **fields
         )
@@ -84,6 +96,15 @@ class SQLAlchemyUserAdapter:
     def set_password(self, user: Any, password_hash: str) -> None:
         with transaction(self.db.session):
             setattr(user, self.password_attribute, password_hash)
+
+    def set_phone(self, user: Any, phone: str) -> None:
+        with transaction(self.db.session):
+            setattr(user, self.phone_attribute, phone)
+
+    def phone_of(self, user: Any) -> str | None:
+        """The user's current number, for the notice to the old number after a change."""
+        phone: str | None = getattr(user, self.phone_attribute, None)
+        return phone
 
     def get_id(self, user: Any) -> Any:
         return getattr(user, "id", None)

@@ -37,8 +37,9 @@ from .throttle import Refusal
 
 logger = logging.getLogger(__name__)
 
-PURPOSES = ("register", "reset")
-
+PURPOSES = ("register", "reset", "login", "change_phone")
+#: What anybody may ask a code for; ``change_phone`` codes go only to a signed-in user.
+PUBLIC_PURPOSES = ("register", "reset", "login")
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,21 @@ def late_message() -> str:
 def check_gate(purpose: str, state: AliSMSState | None = None) -> None:
     """Raise :class:`GateClosed` when the switches do not allow ``purpose`` right now."""
     state = state or get_state()
+    values = state.params.values()
+    if purpose == "login" and (state.user_adapter is None or not values.enable_mobile_login):
+        raise GateClosed("login_disabled")
     if state.user_adapter is None or (
-        purpose == "register" and not state.params.values().registration_switches_on
+        purpose == "register" and not values.registration_switches_on
     ):
         # Without a user adapter there is nobody to register or reset: closed, not a crash.
         raise GateClosed("registration_disabled")
     if not state.sms_ready():
         raise GateClosed("sms_not_configured")
+
+
+def auto_register_open(state: AliSMSState) -> bool:
+    """Whether sign-in by code creates the account of a number that has none."""
+    return state.params.values().auto_register and state.mobile_registration_open()
 
 
 def _add_log_row(
@@ -213,25 +222,72 @@ def send_test_message(phone: Phone) -> SendResult:
     return result
 
 
+def send_notice(phone: Phone, template_code: str, purpose: str) -> SendResult:
+    """Send a notice SMS without variables (e.g. "your number was changed"), logged as
+    ``purpose``. Test numbers get nothing; a failure is logged and returned, never raised."""
+    state = get_state()
+    values = state.params.values()
+    test = values.test_code(phone.e164) is not None
+    sender = state.test_sender if test else state.sender_for_send()
+    message = SmsMessage(
+        phone=phone.aliyun, sign_name=values.sign_name, template_code=template_code, params={}
+    )
+    result = sender.send(message, None if test else state.credentials())
+    _record(state, phone, purpose, result, sender.name, category="test_number" if test else None)
+    return result
+
+
 def _sends_sms(state: AliSMSState, phone: Phone, purpose: str) -> bool:
     """The account rule: whether ``purpose`` sends a real SMS to this number.
 
-    register sends only to a number without an account, reset only to one with an account;
+    register sends only to a number without an account, reset only to one with an account,
+    login to one with an account or, while accounts are created at sign-in, to any number;
     every other case is answered exactly as if sent (see :func:`_skip_like_a_send`).
+    change_phone always sends: the user proves they hold the number before being told it is
+    taken, and the signed-in user learns nothing about numbers they do not hold.
     """
+    if purpose == "change_phone":
+        return True
     has_account = state.users.find_by_phone(phone.e164) is not None
+    if purpose == "login":
+        return has_account or auto_register_open(state)
     return has_account != (purpose == "register")
 
 
 def _message(state: AliSMSState, phone: Phone, code: str, purpose: str) -> SmsMessage:
-    """The code SMS for ``purpose``."""
+    """The code SMS for ``purpose``, on its own template when the admin set one."""
     values = state.params.values()
     return SmsMessage(
         phone=phone.aliyun,
         sign_name=values.sign_name,
-        template_code=values.sms_code_template_code,
+        template_code=values.template_for(purpose),
         params={values.template_param_name: code},
     )
+
+
+def _send_to_test_number(
+    state: AliSMSState,
+    phone: Phone,
+    purpose: str,
+    code: str,
+    interval: int,
+    keys: tuple[str, str],
+) -> SendOutcome:
+    """A test number's "send": its fixed code becomes the live one, nothing reaches Aliyun.
+
+    The limits were spent as for any number; the log row is marked ``test_number``.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    values = state.params.values()
+    sender = state.test_sender
+    result = sender.send(_message(state, phone, code, purpose), None)
+    digest = state.keyring.code_digest(phone.e164, purpose, code)
+    keep = (digest, values.code_ttl, values.max_attempts)
+    _record(
+        state, phone, purpose, result, sender.name, category="test_number", keep=keep, keys=keys
+    )
+    signals.test_code_sent.send(app, phone=phone.e164, purpose=purpose)
+    return SendOutcome(True, interval, result=result)
 
 
 def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
@@ -275,6 +331,11 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
         _skip_like_a_send(state, phone, purpose, values.code_length, seconds, keys)
         logger.info("No code sent to %s for %s (account rule)", phone.masked, purpose)
         return SendOutcome(True, interval)
+
+    # Test numbers (phone.test_numbers): after the limits and the account rule, never Aliyun.
+    test_code = values.test_code(phone.e164)
+    if test_code is not None:
+        return _send_to_test_number(state, phone, purpose, test_code, interval, keys)
 
     code = generate_code(values.code_length)
     sender = state.sender_for_send()

@@ -7,16 +7,13 @@ The panel, the CLI and the code all go through :data:`PARAMETERS`; code reads th
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-import phonenumbers
 
 from ..exceptions import InvalidParameter
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
+from .kinds import Parameter
 
 logger = logging.getLogger(__name__)
 
@@ -27,124 +24,10 @@ ACCESS_KEY_SECRET = "aliyun.sms.access_key_secret"  # noqa: S105 - a key name, n
 ALLOW_REGISTER = "server.allow_user_register"
 ENABLE_MOBILE_REGISTER = "server.enable_mobile_register"
 REPORT_TOKEN = "aliyun.sms.report_token"  # noqa: S105 - a key name, not a secret
+ENABLE_MOBILE_LOGIN = "server.enable_mobile_login"
+#: Switches that cannot be turned on while an Aliyun parameter is empty.
+SMS_SWITCHES = (ENABLE_MOBILE_REGISTER, ENABLE_MOBILE_LOGIN)
 
-
-
-def _parse_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError(_("must be true or false"))
-
-
-def _parse_country_codes(value: object) -> tuple[int, ...]:
-    items: Iterable[object]
-    if isinstance(value, str):
-        items = [part for part in re.split(r"[\s,]+", value) if part]
-    elif isinstance(value, (list, tuple)):
-        items = value
-    else:
-        raise ValueError(
-            _("must be a comma-separated list of country calling codes, e.g. 86,852")
-        )
-    codes: list[int] = []
-    for item in items:
-        text = str(item).strip().lstrip("+")
-        # isascii: "²" is a digit to str.isdigit() but not to int().
-        digits = text.isascii() and text.isdigit()
-        if not digits or int(text) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            raise ValueError(
-                _(
-                    "%(item)s is not a country calling code (86 is mainland China)", item=item
-                )
-            )
-        if int(text) not in codes:
-            codes.append(int(text))
-    if not codes:
-        raise ValueError(_("needs at least one country calling code, e.g. 86"))
-    return tuple(codes)
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """How one key is typed, shown and checked."""
-
-    key: str
-    kind: str  # "str", "int", "bool" or "codes"
-    default: Any
-    group: str
-    label: str
-    help: str
-    secret: bool = False
-    masked: bool = False
-    required_for_sms: bool = False
-    pattern: str | None = None
-    pattern_hint: str = ""
-    minimum: int | None = None
-    maximum: int | None = None
-    max_length: int = 200
-
-    @property
-    def attr(self) -> str:
-        """The attribute of :class:`Values` that holds this parameter's typed value."""
-        return self.key.rsplit(".", 1)[-1]
-
-    def parse(self, value: object) -> Any:
-        """The typed value for ``value`` (text from a form or CLI, or a typed config value)."""
-        try:
-            return self._parse(value)
-        except ValueError as exc:
-            raise InvalidParameter(self.key, str(exc)) from None
-
-    def _parse(self, value: object) -> Any:
-        if self.kind == "bool":
-            return _parse_bool(value)
-        if self.kind == "codes":
-            return _parse_country_codes(value)
-        if self.kind == "int":
-            if isinstance(value, bool):
-                raise ValueError(_("must be a whole number"))
-            try:
-                number = int(str(value).strip())
-            except ValueError:
-                raise ValueError(_("must be a whole number")) from None
-            if self.minimum is not None and number < self.minimum:
-                raise ValueError(_("must be at least %(number)s", number=self.minimum))
-            if self.maximum is not None and number > self.maximum:
-                raise ValueError(_("must be at most %(number)s", number=self.maximum))
-            return number
-        if not isinstance(value, str):
-            raise ValueError(_("must be text"))
-        text = value if self.secret else value.strip()
-        if len(text) > self.max_length:
-            raise ValueError(
-                _("must be at most %(count)s characters", count=self.max_length)
-            )
-        if any(ch in text for ch in "\r\n\t\x00"):
-            raise ValueError(_("must be one line without control characters"))
-        if text and self.pattern and not re.fullmatch(self.pattern, text):
-            raise ValueError(str(self.pattern_hint) or _("has the wrong format"))
-        return text
-
-    def dump(self, value: Any) -> str:
-        """Canonical text for storage and display."""
-        if self.kind == "bool":
-            return "true" if value else "false"
-        if self.kind == "codes":
-            return ",".join(str(code) for code in value)
-        return str(value)
-
-    def display(self, value: Any) -> str:
-        """What a page or the CLI may show: never a secret, the AccessKey ID only in part."""
-        if self.kind == "str" and not value:
-            return ""
-        if self.secret:
-            return "•••••••• (set)"
-        if self.masked:
-            text = str(value)
-            return f"{text[:4]}****{text[-4:]}" if len(text) > 8 else "****"
-        return self.dump(value)
 
 
 #: The panel's collapsible sections, in order; each parameter names one as its ``group``.
@@ -178,6 +61,41 @@ PARAMETERS: dict[str, Parameter] = {
             _l("Verification code template"),
             _l("The approved verification-code template's code (模版CODE), e.g. SMS_154950909."),
             required_for_sms=True,
+            pattern=r"SMS_\d{3,20}",
+            pattern_hint=_l("must look like SMS_154950909"),
+        ),
+        *(
+            Parameter(
+                f"aliyun.sms.template_code.{purpose}",
+                "str",
+                "",
+                "template",
+                label,
+                _l(
+                    "Optional template for this purpose; empty means the verification "
+                    "code template above."
+                ),
+                pattern=r"SMS_\d{3,20}",
+                pattern_hint=_l("must look like SMS_154950909"),
+                name=f"{purpose}_template_code",
+            )
+            for purpose, label in (
+                ("register", _l("Sign-up code template")),
+                ("login", _l("Sign-in code template")),
+                ("reset", _l("Password reset code template")),
+                ("change_phone", _l("Phone change code template")),
+            )
+        ),
+        Parameter(
+            "aliyun.sms.phone_changed_template_code",
+            "str",
+            "",
+            "template",
+            _l("Phone changed notice template"),
+            _l(
+                "Optional notice template without variables, sent to the old number after a "
+                "phone change; empty sends no notice."
+            ),
             pattern=r"SMS_\d{3,20}",
             pattern_hint=_l("must look like SMS_154950909"),
         ),
@@ -232,6 +150,28 @@ PARAMETERS: dict[str, Parameter] = {
             _l(
                 "Sign-up by phone with an SMS code; needs every Aliyun parameter above "
                 "(true/false)."
+            ),
+        ),
+        Parameter(
+            ENABLE_MOBILE_LOGIN,
+            "bool",
+            False,
+            "registration",
+            _l("Enable sign-in by SMS code"),
+            _l(
+                "Sign-in with the phone number and an SMS code, no password; needs every "
+                "Aliyun parameter above (true/false)."
+            ),
+        ),
+        Parameter(
+            "login.auto_register",
+            "bool",
+            False,
+            "registration",
+            _l("Create accounts at sign-in"),
+            _l(
+                "A number without an account gets one at its first sign-in by code, while "
+                "registration is open (true/false)."
             ),
         ),
         Parameter(
@@ -356,6 +296,18 @@ PARAMETERS: dict[str, Parameter] = {
             _l("Allowed country codes"),
             _l("Comma-separated calling codes users may register with; 86 is mainland China."),
         ),
+        Parameter(
+            "phone.test_numbers",
+            "test_numbers",
+            (),
+            "phones",
+            _l("Test numbers"),
+            _l(
+                "For app-store reviewers and staging: +8613800000000=123456, ... These numbers "
+                "never reach Aliyun and always take their fixed code; limits still apply."
+            ),
+            max_length=2000,
+        ),
     )
 }
 
@@ -389,6 +341,26 @@ class Values:
     verify_per_hour: int
     allowed_country_codes: tuple[int, ...]
     report_token: str = field(default="", repr=False)
+    register_template_code: str = ""
+    login_template_code: str = ""
+    reset_template_code: str = ""
+    change_phone_template_code: str = ""
+    phone_changed_template_code: str = ""
+    enable_mobile_login: bool = False
+    auto_register: bool = False
+    test_numbers: tuple[tuple[str, str], ...] = ()
+
+    def template_for(self, purpose: str) -> str:
+        """The code template for ``purpose``: its own if set, else the common one."""
+        own: str = getattr(self, f"{purpose}_template_code", "")
+        return own or self.sms_code_template_code
+
+    def test_code(self, e164: str) -> str | None:
+        """The fixed code of a test number, or None for a real number."""
+        for number, code in self.test_numbers:
+            if number == e164:
+                return code
+        return None
 
     @property
     def sms_ready(self) -> bool:

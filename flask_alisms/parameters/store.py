@@ -26,9 +26,9 @@ from ..exceptions import ConfigurationError, InvalidParameter
 from ..i18n import gettext as _
 from ..models import Models, read_retrying, transaction, utcnow
 from .registry import (
-    ENABLE_MOBILE_REGISTER,
     PARAMETERS,
     REQUIRED_FOR_SMS,
+    SMS_SWITCHES,
     Parameter,
     ParameterRow,
     Values,
@@ -181,11 +181,13 @@ class ParameterStore:
                 future[key] = self._defaults[key]
             else:
                 future[key] = PARAMETERS[key].default
-        if future[ENABLE_MOBILE_REGISTER] and not current.values[ENABLE_MOBILE_REGISTER]:
+        for switch in SMS_SWITCHES:
+            if not future[switch] or current.values[switch]:
+                continue
             missing = [key for key in REQUIRED_FOR_SMS if not future[key]]
             if missing:
                 raise InvalidParameter(
-                    ENABLE_MOBILE_REGISTER,
+                    switch,
                     _(
                         "cannot be switched on while these are empty: %(keys)s",
                         keys=", ".join(missing),

@@ -12,7 +12,7 @@ from ..exceptions import ConfigurationError
 from .advice import Advice, Category, explain, known_codes
 from .aliyun import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_REGION_ID, AliyunSender
 from .base import Credentials, Sender, SendResult, SmsMessage
-from .local import ConsoleSender, MemorySender
+from .local import ConsoleSender, MemorySender, TestNumberSender
 
 __all__ = [
     "Advice",
@@ -24,6 +24,7 @@ __all__ = [
     "SendResult",
     "Sender",
     "SmsMessage",
+    "TestNumberSender",
     "create_sender",
     "explain",
     "known_codes",

@@ -12,7 +12,7 @@ from typing import Any
 from ..phones import mask
 from .base import Credentials, Sender, SendResult, SmsMessage, elapsed_ms, failure
 
-__all__ = ["ConsoleSender", "MemorySender"]
+__all__ = ["ConsoleSender", "MemorySender", "TestNumberSender"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,34 @@ class ConsoleSender(Sender):
             http_status=None,
             request_id=None,
             biz_id=biz_id,
+            duration_ms=elapsed_ms(start),
+            advice=None,
+        )
+
+
+# --------------------------------------------------------------------------- test numbers
+
+
+class TestNumberSender(Sender):
+    """The sender of the admin's test numbers (``phone.test_numbers``): never reaches Aliyun.
+
+    It answers OK at once and logs nothing but the masked number, so a reviewer's number can go
+    through every flow while the bill and Aliyun's own flow control stay untouched.
+    """
+
+    __test__ = False  # not a pytest class, whatever its name
+    name = "test-number"
+
+    def send(self, message: SmsMessage, credentials: Credentials | None) -> SendResult:
+        start = time.perf_counter()
+        logger.info("Test number %s: no SMS sent", mask(message.phone))
+        return SendResult(
+            ok=True,
+            code="OK",
+            message="Test number: not sent",
+            http_status=None,
+            request_id=None,
+            biz_id=f"test-{uuid.uuid4().hex[:16]}",
             duration_ms=elapsed_ms(start),
             advice=None,
         )

@@ -33,7 +33,8 @@ from ..flows import receipts, sendlog, verification
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
 from ..models import utcnow
-from ..parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, ParameterRow
+from ..parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, TEMPLATE_CODE, ParameterRow
+from ..phones import mask
 from ..sms import Category
 from ..state import AliSMSState, get_state
 from .forms import (
@@ -50,7 +51,7 @@ from .forms import (
 log = logging.getLogger(__name__)
 
 #: The send log's outcome column: a send, a skipped send, or a failure category.
-OUTCOMES = ("sent", "skipped", *(c.value for c in Category))
+OUTCOMES = ("sent", "skipped", "test_number", *(c.value for c in Category))
 
 
 def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -133,6 +134,7 @@ def admin_parameters() -> Any:
         sections=sections(rows, form),
         error_summary=error_summary(rows, form),
         checklist=checklist(state),
+        test_numbers=[mask(number) for number, _code in state.params.values().test_numbers],
         effective=state.mobile_registration_open(),
         sender=state.sender_for_send().name,
         last_test=_last_test(state),
@@ -309,6 +311,7 @@ def _log_filters() -> tuple[LogFilterForm, sendlog.Filters | None, int]:
 _OUTCOME_LABELS = {
     "sent": _l("Sent"),
     "skipped": _l("Not sent (no account or already registered)"),
+    "test_number": _l("Test number (never sent to Aliyun)"),
     "signature": _l("Signature not approved or wrong"),
     "template": _l("Template not approved or wrong"),
     "authentication": _l("AccessKey wrong"),
@@ -373,6 +376,9 @@ def _field_name(row: ParameterRow) -> str:
     return row.parameter.key.replace(".", "__")
 
 
+_TEMPLATE_PURPOSES = ("register", "login", "reset", "change_phone")
+
+
 def checklist(state: AliSMSState) -> list[dict[str, Any]]:
     """What must be true before users can sign up, each with how to fix it."""
     values = state.params.values()
@@ -400,6 +406,17 @@ def checklist(state: AliSMSState) -> list[dict[str, Any]]:
             "ok": values.enable_mobile_register,
             "help": _("Set it to true once every Aliyun parameter is filled in."),
         },
+        *(
+            {
+                "label": _("%(label)s (%(key)s)", label=row.parameter.label, key=row.parameter.key),
+                "ok": bool(values.template_for(purpose)),
+                "help": _("Optional; falls back to %(key)s, which is empty.", key=TEMPLATE_CODE),
+                "note": _("Uses %(template)s.", template=values.template_for(purpose)),
+            }
+            for row in state.params.rows()
+            for purpose in _TEMPLATE_PURPOSES
+            if row.parameter.key == f"aliyun.sms.template_code.{purpose}"
+        ),
         {
             "label": _("User adapter"),
             "ok": state.user_adapter is not None,

@@ -18,7 +18,18 @@ from ..i18n import gettext as _
 from ..phones import Phone
 from ..state import get_state
 from .forms import RegisterForm, extra_field_names
-from .http import STATUS, ApiError, api_input, client_ip, gate_error, storable, throttled
+from .http import (
+    STATUS,
+    ApiError,
+    api_input,
+    check_csrf_header,
+    client_ip,
+    gate_error,
+    json_body,
+    phone_from,
+    storable,
+    throttled,
+)
 
 
 def api_fallback(rest: str = "") -> Response:
@@ -60,8 +71,10 @@ def api_status() -> Response:
 def api_send_code() -> Response:
     data, phone = api_input()
     purpose = data.get("purpose", "register")
-    if purpose not in verification.PURPOSES:
-        raise ApiError(400, "invalid_purpose", _("purpose must be 'register' or 'reset'."))
+    if purpose not in verification.PUBLIC_PURPOSES:
+        raise ApiError(
+            400, "invalid_purpose", _("purpose must be 'register', 'reset' or 'login'.")
+        )
     try:
         outcome = verification.request_code(phone, str(purpose), client_ip())
     except GateClosed as exc:
@@ -98,6 +111,43 @@ def api_reset_password() -> Response:
     return jsonify({"reset": True, "user_id": result.user_id, "csrf_token": _renewed_csrf_token()})
 
 
+def api_login() -> Response:
+    """Sign in with a phone and its code: ``{"user_id", "created"}``."""
+    data, phone = api_input()
+    result = _run_account_flow(accounts.login_by_code, phone, data.get("code"))
+    assert isinstance(result, accounts.LoginResult)
+    return jsonify({"user_id": result.user_id, "created": result.created})
+
+
+def api_phone_send_code() -> Response:
+    """Send a code to the number the signed-in user wants as theirs."""
+    data = json_body()
+    check_csrf_header()
+    _signed_in_user()
+    phone = phone_from(data)
+    try:
+        outcome = verification.request_code(phone, "change_phone", client_ip())
+    except GateClosed as exc:
+        raise gate_error(exc) from None
+    if outcome.refusal is not None:
+        raise throttled(outcome.refusal.retry_after)
+    if not outcome.sent:
+        raise ApiError(502, "sms_failed", verification.failure_message(outcome))
+    return jsonify({"sent": True, "resend_after": outcome.resend_after})
+
+
+def api_phone_change() -> Response:
+    """Give the signed-in user the number its code verifies: ``{"phone"}``."""
+    data = json_body()
+    check_csrf_header()
+    user = _signed_in_user()
+    phone = phone_from(data)
+    change = _run_account_flow(
+        lambda phone, code: accounts.change_phone(user, phone, code), phone, data.get("code")
+    )
+    return jsonify({"phone": change.phone.e164})
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -117,10 +167,17 @@ def _password_from(data: dict[str, Any]) -> str:
     return password
 
 
-def _run_account_flow(flow: Any, phone: Phone, *args: Any) -> accounts.AccountResult:
+def _signed_in_user() -> Any:
+    try:
+        return accounts.signed_in_user()
+    except AccountError as exc:
+        raise ApiError(STATUS[exc.reason], exc.reason, exc.message) from None
+
+
+def _run_account_flow(flow: Any, phone: Phone, *args: Any) -> Any:
     """Run a flow, turning its refusals into :class:`ApiError`."""
     try:
-        result: accounts.AccountResult = flow(phone, *args)
+        result = flow(phone, *args)
     except GateClosed as exc:
         raise gate_error(exc) from None
     except AccountError as exc:

@@ -72,6 +72,9 @@ def create_blueprint(app: Flask) -> Blueprint:
     bp.add_url_rule("/api/send-code", view_func=api.api_send_code, methods=["POST"])
     bp.add_url_rule("/api/register", view_func=api.api_register, methods=["POST"])
     bp.add_url_rule("/api/reset-password", view_func=api.api_reset_password, methods=["POST"])
+    bp.add_url_rule("/api/login", view_func=api.api_login, methods=["POST"])
+    bp.add_url_rule("/api/phone/send-code", view_func=api.api_phone_send_code, methods=["POST"])
+    bp.add_url_rule("/api/phone", view_func=api.api_phone_change, methods=["POST"])
 
     bp.add_url_rule("/hooks/sms-report", view_func=hooks.sms_report, methods=["POST"])
     csrf = app.extensions.get("csrf")
@@ -82,6 +85,8 @@ def create_blueprint(app: Flask) -> Blueprint:
         bp.add_url_rule(
             "/reset-password", view_func=pages.reset_password, methods=["GET", "POST"]
         )
+        bp.add_url_rule("/login", view_func=pages.login, methods=["GET", "POST"])
+        bp.add_url_rule("/account/phone", view_func=pages.change_phone, methods=["GET", "POST"])
     if app.config["ALISMS_ADMIN_VIEWS"]:
         bp.add_url_rule("/admin/", view_func=admin.admin_parameters, methods=["GET", "POST"])
         bp.add_url_rule("/admin/test-sms", view_func=admin.admin_test_sms, methods=["GET", "POST"])

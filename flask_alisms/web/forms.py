@@ -33,7 +33,14 @@ except ImportError:  # pragma: no cover - older WTForms
 
 
 #: The send log's purpose column, in words.
-PURPOSE_LABELS = {"register": _l("register"), "reset": _l("reset"), "test": _l("test")}
+PURPOSE_LABELS = {
+    "register": _l("register"),
+    "reset": _l("reset"),
+    "login": _l("sign-in"),
+    "change_phone": _l("phone change"),
+    "phone_changed": _l("phone changed notice"),
+    "test": _l("test"),
+}
 
 # WTForms' own catalogue names for our locales (its messages, e.g. "This field is required.").
 _WTFORMS_LOCALES = {"en": None, "zh_Hans": "zh", "zh_Hant": "zh_TW"}
@@ -133,6 +140,22 @@ class ResetPasswordForm(PhoneMixin, FlaskForm):
     password = PasswordField(_l("New password"), validators=[Optional(), Length(max=256)])
     send = SubmitField(_l("Send code"))
     submit = SubmitField(_l("Set new password"))
+
+
+class LoginCodeForm(PhoneMixin, FlaskForm):
+    """Sign in with a phone and an SMS code, no password."""
+
+    code = StringField(_l("Verification code"), validators=[Optional(), Length(max=8)])
+    send = SubmitField(_l("Send code"))
+    submit = SubmitField(_l("Sign in"))
+
+
+class ChangePhoneForm(PhoneMixin, FlaskForm):
+    """The new number of a signed-in user and the code sent to it."""
+
+    code = StringField(_l("Verification code"), validators=[Optional(), Length(max=8)])
+    send = SubmitField(_l("Send code"))
+    submit = SubmitField(_l("Save this number"))
 
 
 class TestSmsForm(PhoneMixin, FlaskForm):
@@ -313,7 +336,9 @@ def grouped(rows: list[ParameterRow]) -> list[tuple[str, str, list[ParameterRow]
 
 __all__ = [
     "PARAMETERS",
+    "ChangePhoneForm",
     "LogFilterForm",
+    "LoginCodeForm",
     "RegisterForm",
     "ResetPasswordForm",
     "TestSmsForm",

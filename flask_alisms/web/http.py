@@ -27,6 +27,9 @@ MAX_BODY_BYTES = 64 * 1024
 #: The HTTP status of each stable error code that a flow can raise.
 STATUS = {
     "registration_disabled": 403,
+    "login_disabled": 403,
+    "not_signed_in": 401,
+    "reauthentication_required": 401,
     "sms_not_configured": 503,
     "weak_password": 422,
     "invalid_code": 400,
@@ -60,6 +63,8 @@ def gate_message(reason: str) -> str:
     """What a user is told when a gate is closed."""
     if reason == "registration_disabled":
         return _("Registration by phone is closed on this site.")
+    if reason == "login_disabled":
+        return _("Sign-in by SMS code is not available on this site.")
     return _("SMS is not set up on this site yet. Please try again later.")
 
 

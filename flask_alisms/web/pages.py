@@ -1,4 +1,5 @@
-"""The end-user pages: register and reset password, working without JavaScript.
+"""The end-user pages: register, reset password, sign in by code and phone change, working
+without JavaScript.
 
 "Send code" posts the same form as the final submit, so a browser without JS can do the whole
 flow. Each page runs the very flows the JSON API runs (:mod:`flask_alisms.flows`).
@@ -6,16 +7,24 @@ flow. Each page runs the very flows the JSON API runs (:mod:`flask_alisms.flows`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, flash, redirect, render_template, request
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 
 from ..exceptions import AccountError, GateClosed
 from ..flows import accounts, verification
 from ..i18n import gettext as _
+from ..phones import mask
 from ..state import get_state
-from .forms import RegisterForm, ResetPasswordForm, extra_field_names
+from .forms import (
+    ChangePhoneForm,
+    LoginCodeForm,
+    RegisterForm,
+    ResetPasswordForm,
+    extra_field_names,
+)
 from .http import STATUS, client_ip, gate_message, local_redirect_target, storable
 
 
@@ -134,3 +143,84 @@ def _whole_form_valid(form: Any, purpose: str) -> bool:
             form[name].errors = [*form[name].errors, _("Remove the invalid characters.")]
             storable_all = False
     return storable_all
+
+
+# -- sign in by code and phone change ---------------------------------------------------------
+
+
+def login() -> Any:
+    """Sign in with the phone and an SMS code (``server.enable_mobile_login``)."""
+    return _code_only_page("login", LoginCodeForm(), "alisms/login.html", _finish_login)
+
+
+def change_phone() -> Any:
+    """Add or change the signed-in user's phone; 401 with a message for anybody else."""
+    try:
+        user = accounts.signed_in_user()
+    except AccountError as exc:
+        page = render_template(
+            "alisms/message.html", title=_("Sign in first"), message=exc.message
+        )
+        return page, STATUS[exc.reason]
+    users = get_state().users
+    phone_of = getattr(users, "phone_of", None)
+    current = phone_of(user) if phone_of is not None else None
+    return _code_only_page(
+        "change_phone",
+        ChangePhoneForm(),
+        "alisms/change_phone.html",
+        lambda form: _finish_change(form, user),
+        current_phone=mask(current) if current else None,
+    )
+
+
+def _code_only_page(
+    purpose: str, form: Any, template: str, finish: Callable[[Any], Any], **context: Any
+) -> Any:
+    """A page whose final step needs only the phone and its code (no password)."""
+    state = get_state()
+    form.prepare_countries()
+    closed = None
+    try:
+        verification.check_gate(purpose, state)
+    except GateClosed as exc:
+        closed = gate_message(exc.reason)
+    status, resend_after = 200, 0
+    headers: dict[str, str] = {}
+    if request.method == "POST" and closed is not None:
+        status = 403
+    elif request.method == "POST":
+        sending = bool(form.send.data)
+        if not (_phone_part_valid(form) if sending else form.validate_on_submit()):
+            status = 400
+        elif sending:
+            status, headers, resend_after = _send_code(form, purpose)
+        else:
+            try:
+                return finish(form)
+            except AccountError as exc:
+                status, headers = _show_account_error(form, exc)
+    page = render_template(
+        template,
+        form=form,
+        gate_message=closed,
+        resend_after=resend_after,
+        code_length=state.params.values().code_length,
+        **context,
+    )
+    return page, status, headers
+
+
+def _finish_login(form: Any) -> Any:
+    result = accounts.login_by_code(form.parsed_phone, form.code.data)
+    if result.created:
+        flash(_("Welcome! Your account is ready."), "success")
+    else:
+        flash(_("You are signed in."), "success")
+    return redirect(local_redirect_target(current_app.config["ALISMS_LOGIN_REDIRECT"]))
+
+
+def _finish_change(form: Any, user: Any) -> Any:
+    change = accounts.change_phone(user, form.parsed_phone, form.code.data)
+    flash(_("Your phone number is now %(phone)s.", phone=change.phone.masked), "success")
+    return redirect(local_redirect_target(url_for("alisms.change_phone")))

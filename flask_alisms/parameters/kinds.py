@@ -1,0 +1,172 @@
+"""One parameter's type: how its text is parsed, stored and shown (used by the registry)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+
+from ..exceptions import InvalidParameter
+from ..i18n import gettext as _
+
+#: Mainland China first, so a test number without + is read as a mainland one.
+_ALL_CALLING_CODES = (86, *sorted(set(phonenumbers.COUNTRY_CODE_TO_REGION_CODE) - {86}))
+
+
+def _parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(_("must be true or false"))
+
+
+def _parse_test_numbers(value: object) -> tuple[tuple[str, str], ...]:
+    """``"+8613800000000=123456, ..."`` as ((E.164, code), ...); each number once."""
+    from ..exceptions import InvalidPhone
+    from ..phones import parse_phone
+
+    if isinstance(value, (list, tuple)):
+        items = [
+            f"{pair[0]}={pair[1]}" if isinstance(pair, (list, tuple)) else pair for pair in value
+        ]
+    elif isinstance(value, str):
+        items = [part for part in re.split(r"[,;\s]+", value) if part]
+    else:
+        raise ValueError(_("must be a list such as +8613800000000=123456, +8613800000001=654321"))
+    pairs: dict[str, str] = {}
+    for item in items:
+        number, sep, code = str(item).partition("=")
+        code = code.strip()
+        if not sep or not (code.isascii() and code.isdigit() and 4 <= len(code) <= 8):
+            raise ValueError(
+                _("%(item)s must be a number, = and a code of 4 to 8 digits", item=item)
+            )
+        try:
+            phone = parse_phone(number.strip(), _ALL_CALLING_CODES)
+        except InvalidPhone:
+            raise ValueError(_("%(item)s is not a mobile number", item=number.strip())) from None
+        pairs[phone.e164] = code
+    return tuple(pairs.items())
+
+
+def _parse_country_codes(value: object) -> tuple[int, ...]:
+    items: Iterable[object]
+    if isinstance(value, str):
+        items = [part for part in re.split(r"[\s,]+", value) if part]
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        raise ValueError(
+            _("must be a comma-separated list of country calling codes, e.g. 86,852")
+        )
+    codes: list[int] = []
+    for item in items:
+        text = str(item).strip().lstrip("+")
+        # isascii: "²" is a digit to str.isdigit() but not to int().
+        digits = text.isascii() and text.isdigit()
+        if not digits or int(text) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            raise ValueError(
+                _(
+                    "%(item)s is not a country calling code (86 is mainland China)", item=item
+                )
+            )
+        if int(text) not in codes:
+            codes.append(int(text))
+    if not codes:
+        raise ValueError(_("needs at least one country calling code, e.g. 86"))
+    return tuple(codes)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """How one key is typed, shown and checked."""
+
+    key: str
+    kind: str  # "str", "int", "bool", "codes" or "test_numbers"
+    default: Any
+    group: str
+    label: str
+    help: str
+    secret: bool = False
+    masked: bool = False
+    required_for_sms: bool = False
+    pattern: str | None = None
+    pattern_hint: str = ""
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int = 200
+    #: The :class:`Values` attribute, where the key's last segment is not unique.
+    name: str | None = None
+
+    @property
+    def attr(self) -> str:
+        """The attribute of :class:`Values` that holds this parameter's typed value."""
+        return self.name or self.key.rsplit(".", 1)[-1]
+
+    def parse(self, value: object) -> Any:
+        """The typed value for ``value`` (text from a form or CLI, or a typed config value)."""
+        try:
+            return self._parse(value)
+        except ValueError as exc:
+            raise InvalidParameter(self.key, str(exc)) from None
+
+    def _parse(self, value: object) -> Any:
+        if self.kind == "bool":
+            return _parse_bool(value)
+        if self.kind == "codes":
+            return _parse_country_codes(value)
+        if self.kind == "test_numbers":
+            if isinstance(value, str) and len(value) > self.max_length:
+                raise ValueError(
+                    _("must be at most %(count)s characters", count=self.max_length)
+                )
+            return _parse_test_numbers(value)
+        if self.kind == "int":
+            if isinstance(value, bool):
+                raise ValueError(_("must be a whole number"))
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                raise ValueError(_("must be a whole number")) from None
+            if self.minimum is not None and number < self.minimum:
+                raise ValueError(_("must be at least %(number)s", number=self.minimum))
+            if self.maximum is not None and number > self.maximum:
+                raise ValueError(_("must be at most %(number)s", number=self.maximum))
+            return number
+        if not isinstance(value, str):
+            raise ValueError(_("must be text"))
+        text = value if self.secret else value.strip()
+        if len(text) > self.max_length:
+            raise ValueError(
+                _("must be at most %(count)s characters", count=self.max_length)
+            )
+        if any(ch in text for ch in "\r\n\t\x00"):
+            raise ValueError(_("must be one line without control characters"))
+        if text and self.pattern and not re.fullmatch(self.pattern, text):
+            raise ValueError(str(self.pattern_hint) or _("has the wrong format"))
+        return text
+
+    def dump(self, value: Any) -> str:
+        """Canonical text for storage and display."""
+        if self.kind == "bool":
+            return "true" if value else "false"
+        if self.kind == "codes":
+            return ",".join(str(code) for code in value)
+        if self.kind == "test_numbers":
+            return ", ".join(f"{number}={code}" for number, code in value)
+        return str(value)
+
+    def display(self, value: Any) -> str:
+        """What a page or the CLI may show: never a secret, the AccessKey ID only in part."""
+        if self.kind == "str" and not value:
+            return ""
+        if self.secret:
+            return "•••••••• (set)"
+        if self.masked:
+            text = str(value)
+            return f"{text[:4]}****{text[-4:]}" if len(text) > 8 else "****"
+        return self.dump(value)

@@ -419,7 +419,7 @@ def world(ready_host: Host, emulator: DysmsapiEmulator) -> Iterator[World]:
     with ready_host.app.app_context():
         ready_host.db.session.add(ready_host.User(phone=OTHER_PHONE, password_hash="x"))
         ready_host.db.session.commit()
-        # The receipt URL's token exists, as after the first look at the send log.
+    # The receipt URL's token exists, as after the first look at the send log.
     ready_host.set_params(
         limits__verify_per_hour="1000",
         server__enable_mobile_login="true",

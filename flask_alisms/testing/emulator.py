@@ -53,6 +53,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from .account import AccountActions
 from .actions import AcceptedMessage, Refused, check_send_sms, query_send_details
 from .server import Fault, Server
 from .signing import (
@@ -71,7 +72,7 @@ from .signing import (
 __all__ = ["AcceptedMessage", "DysmsapiEmulator"]
 
 
-class DysmsapiEmulator:
+class DysmsapiEmulator(AccountActions):
     """An HTTP server that behaves like ``dysmsapi.aliyuncs.com`` for SendSms/QuerySendDetails.
 
     Point the SDK at :attr:`endpoint` (``request.set_endpoint(emulator.endpoint)``) and
@@ -117,6 +118,7 @@ class DysmsapiEmulator:
         self._connections_opened = 0
         self._requests_served = 0
         self._biz_seq = 0
+        self._setup_account(self.sign_names, self.templates)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -331,6 +333,7 @@ class DysmsapiEmulator:
         if version != API_VERSION:
             raise GatewayError(400, "InvalidVersion", "Specified parameter Version is not valid.")
         handlers = {"SendSms": self._send_sms, "QuerySendDetails": self._query_send_details}
+        handlers.update(self._account_handlers())
         if action not in handlers:
             raise GatewayError(
                 404,

@@ -38,6 +38,7 @@ class Keyring:
         ]
         self._fernet = MultiFernet(fernets)
         self._code_key = _derive(material, b"code-digest")
+        self._fingerprint_key = _derive(material, b"fingerprint")
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode("ascii")
@@ -65,3 +66,8 @@ class Keyring:
         """Digest binding a code to its phone and purpose; a database leak reveals no code."""
         message = f"{purpose}\x00{phone}\x00{code}".encode()
         return hmac.new(self._code_key, message, hashlib.sha256).hexdigest()
+
+    def fingerprint(self, *parts: str) -> str:
+        """A keyed digest of several values (a cache key that reveals none of them)."""
+        message = "\x00".join(parts).encode()
+        return hmac.new(self._fingerprint_key, message, hashlib.sha256).hexdigest()

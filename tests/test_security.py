@@ -71,6 +71,7 @@ VALID_POSTS: dict[str, tuple[str, dict[str, Any]]] = {
     "alisms.reset_password": ("form", {"country_code": "86", "phone": "13800138000", "send": "x"}),
     "alisms.admin_parameters": ("form", {"aliyun__sms__sign_name": "Changed"}),
     "alisms.admin_test_sms": ("form", {"country_code": "86", "phone": "13800138000", "send": "x"}),
+    "alisms.admin_recheck": ("form", {"recheck": "1"}),
 }
 
 

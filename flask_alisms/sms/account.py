@@ -235,9 +235,7 @@ class AccountQueries:
         else:  # the installed SDK has no class for the newer actions: a signed CommonRequest
             from aliyunsdkcore.request import CommonRequest
 
-            request = CommonRequest(
-                version="2017-05-25", action_name=action, product="Dysmsapi"
-            )
+            request = CommonRequest(version="2017-05-25", action_name=action, product="Dysmsapi")
             request.set_method("POST")
         self.sender.target(request)
         for name, value in params.items():

@@ -60,6 +60,10 @@ def create_blueprint(app: Flask) -> Blueprint:
         bp.add_url_rule("/admin/", view_func=admin.admin_parameters, methods=["GET", "POST"])
         bp.add_url_rule("/admin/test-sms", view_func=admin.admin_test_sms, methods=["GET", "POST"])
         bp.add_url_rule("/admin/log", view_func=admin.admin_log, methods=["GET"])
+        bp.add_url_rule("/admin/check-remote", view_func=admin.admin_recheck, methods=["POST"])
+        bp.add_url_rule(
+            "/admin/reconciliation", view_func=admin.admin_reconciliation, methods=["GET"]
+        )
     return bp
 
 

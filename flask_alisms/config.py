@@ -109,6 +109,8 @@ def validate(config: Config) -> None:
     for key in ("ALISMS_CONNECT_TIMEOUT", "ALISMS_READ_TIMEOUT", "ALISMS_REMOTE_CHECK_TIMEOUT"):
         _positive_number(config, key)
     _positive_number(config, "ALISMS_PARAMS_CACHE_SECONDS", allow_zero=True)
+    if not isinstance(config["ALISMS_METRICS"], bool):
+        raise ConfigurationError("ALISMS_METRICS must be True or False.")
 
     material = config["ALISMS_ENCRYPTION_KEY"] or config.get("SECRET_KEY")
     if not material:

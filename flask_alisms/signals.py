@@ -25,3 +25,9 @@ user_registered = _signals.signal("alisms.user-registered")
 password_reset = _signals.signal("alisms.password-reset")
 #: An admin changed parameters. Extra: ``keys`` and ``actor``; never values.
 parameters_changed = _signals.signal("alisms.parameters-changed")
+#: A send was refused by one of the site's limits before reaching the provider. Extra:
+#: ``rule`` ("phone", "ip" or "global"); no phone number.
+send_refused = _signals.signal("alisms.send-refused")
+#: A delivery receipt was stored. Extra: ``state`` ("delivered" or "failed") and ``err_code``;
+#: no phone number.
+receipt_received = _signals.signal("alisms.receipt-received")

@@ -211,6 +211,7 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
 
     refusal = state.throttle.hit_send(phone.e164, client_ip)
     if refusal is not None:
+        signals.send_refused.send(app, purpose=purpose, rule=refusal.scope)
         return SendOutcome(False, refusal.retry_after, refusal=refusal)
 
     code_length = values.code_length

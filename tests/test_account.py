@@ -150,3 +150,38 @@ def test_statistics_pages_and_failures(queries: AccountQueries, emulator: Dysmsa
     wrong = Credentials(KEY_ID, "WrongSecret000000000000000000")
     answer, days = queries.statistics(wrong, start, start)
     assert answer.key_refused and days == []
+
+
+def _send(emulator: DysmsapiEmulator, **params: str) -> str:
+    import json
+
+    from aliyunsdkcore.client import AcsClient
+    from aliyunsdkdysmsapi.request.v20170525.SendSmsRequest import SendSmsRequest
+
+    request = SendSmsRequest()
+    request.set_endpoint(emulator.endpoint)
+    request.set_PhoneNumbers(params.get("phone", "13800138000"))
+    request.set_SignName(params.get("sign", SIGN))
+    request.set_TemplateCode(params.get("template", TEMPLATE))
+    request.set_TemplateParam(json.dumps({params.get("name", "code"): "123456"}))
+    body = AcsClient(KEY_ID, KEY_SECRET, "cn-hangzhou").do_action_with_exception(request)
+    return str(json.loads(body)["Code"])
+
+
+def test_send_sms_follows_the_reviews(emulator: DysmsapiEmulator) -> None:
+    emulator.set_template_review(TEMPLATE, 0)
+    assert _send(emulator) == "isv.SMS_TEMPLATE_ILLEGAL"
+    emulator.set_template_review(TEMPLATE, 1)
+    emulator.set_sign_review(SIGN, 2, "资质不全")
+    assert _send(emulator) == "isv.SMS_SIGNATURE_ILLEGAL"
+    emulator.set_sign_review("新签名", 1)
+    assert _send(emulator, sign="新签名") == "OK"
+    emulator.set_template_review("SMS_300000001", content="您的验证码为${number}")
+    assert _send(emulator, sign="新签名", template="SMS_300000001") == (
+        "isv.TEMPLATE_MISSING_PARAMETERS"
+    )
+    assert (
+        _send(emulator, sign="新签名", template="SMS_300000001", name="number", phone="13900139000")
+        == "OK"
+    )
+    assert len(emulator.messages) == 2

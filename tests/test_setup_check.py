@@ -4,6 +4,7 @@ through the real SDK and the emulator, and the checklist says what it answered."
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import time
 from typing import Any
@@ -44,10 +45,12 @@ def _checklist(html: str) -> str:
 
 
 def test_saving_good_values_shows_green_remote_lines(
-    host: Host, emulator: DysmsapiEmulator
+    host: Host, emulator: DysmsapiEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     _, response = _save(host, **_fill())
     assert response.status_code == 200
+    assert KEY_SECRET not in response.get_data(as_text=True) and KEY_SECRET not in caplog.text
     remote = _checklist(response.get_data(as_text=True))
     assert "AccessKey: accepted by Aliyun" in remote
     assert "Signature: approved by Aliyun" in remote
@@ -66,7 +69,7 @@ def test_wrong_secret_turns_the_line_red_before_any_send(
     _, response = _save(host, **_fill(aliyun__sms__access_key_secret=WRONG_SECRET))
     html = response.get_data(as_text=True)
     remote = _checklist(html)
-    assert "AccessKey: refused by Aliyun (InvalidAccessKeySecret)" in remote
+    assert re.search(r"AccessKey: refused by Aliyun</span>\s*<code>InvalidAccessKeySecret<", remote)
     assert "Aliyun does not accept the saved setup" in html
     assert "Signature: could not check" in remote
     assert WRONG_SECRET not in html and WRONG_SECRET not in caplog.text
@@ -94,7 +97,7 @@ def test_unknown_signature_and_wrong_variable(host: Host, emulator: DysmsapiEmul
     emulator.set_template_review(TEMPLATE, content="您的验证码为${number}，5分钟内有效。")
     _, response = _save(host, **_fill(aliyun__sms__sign_name="别家签名"))
     remote = _checklist(response.get_data(as_text=True))
-    assert "Signature: unknown to Aliyun (isv.SMS_SIGN_ILLEGAL)" in remote
+    assert re.search(r"Signature: unknown to Aliyun</span>\s*<code>isv.SMS_SIGN_ILLEGAL<", remote)
     assert "Template text: variables ${number}" in remote
     assert "(now code)" in remote
     # Renaming the variable re-checks, and the line turns green.
@@ -212,3 +215,41 @@ def test_cli_check_remote_when_aliyun_is_down(ready_host: Host, emulator: Dysmsa
     result = ready_host.app.test_cli_runner().invoke(args=["alisms", "check", "--remote"])
     assert "Aliyun accesskey: could not check (SDK.HttpError)" in result.output
     assert result.exit_code == 0, result.output  # not a verdict against the setup
+
+
+@pytest.mark.parametrize("language", ["zh-CN", "zh-TW"])
+def test_remote_lines_and_totals_page_are_translated(
+    host: Host, emulator: DysmsapiEmulator, language: str
+) -> None:
+    from .test_i18n_pages import check_page
+
+    locale = {"zh-CN": "zh_Hans", "zh-TW": "zh_Hant"}[language]
+    emulator.set_template_review(TEMPLATE, 2, "模板内容不规范", content="验证码${number}")
+    emulator.read_access = True
+    host.configure_sms()
+    runner = host.app.test_cli_runner()
+    runner.invoke(args=["alisms", "check", "--remote"])
+    runner.invoke(args=["alisms", "stats", "sync", "--days", "2"])
+    client = host.client("root")
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+    html = client.get("/alisms/admin/").get_data(as_text=True)
+    assert "模板内容不规范" in html
+    check_page(html, locale, "parameters with Aliyun lines")
+    check_page(client.get("/alisms/admin/reconciliation").get_data(as_text=True), locale, "totals")
+    emulator.set_sign_review(SIGN, 0)
+    host.set_params(aliyun__sms__sign_name="别家签名")
+    runner.invoke(args=["alisms", "check", "--remote"])
+    check_page(client.get("/alisms/admin/").get_data(as_text=True), locale, "unknown sign")
+    host.set_params(aliyun__sms__sign_name=SIGN)
+    runner.invoke(args=["alisms", "check", "--remote"])
+    check_page(client.get("/alisms/admin/").get_data(as_text=True), locale, "pending sign")
+    host.set_params(aliyun__sms__access_key_secret="WrongSecretValue000000000000")
+    runner.invoke(args=["alisms", "check", "--remote"])
+    check_page(client.get("/alisms/admin/").get_data(as_text=True), locale, "wrong key")
+    emulator.read_access = False
+    host.set_params(aliyun__sms__access_key_secret=KEY_SECRET)
+    runner.invoke(args=["alisms", "check", "--remote"])
+    check_page(client.get("/alisms/admin/").get_data(as_text=True), locale, "read access")
+    emulator.stop()
+    runner.invoke(args=["alisms", "check", "--remote"])
+    check_page(client.get("/alisms/admin/").get_data(as_text=True), locale, "could not check")

@@ -181,9 +181,16 @@ class AccountActions:
         #: user with a send-only policy.
         self.read_access = True
 
+    sign_names: frozenset[str]
+    templates: dict[str, tuple[str, ...]]
+
     def set_sign_review(self, name: str, status: int = 1, reason: str = "") -> None:
-        """Set a signature's review: 0 reviewing, 1 approved, 2 rejected (with ``reason``)."""
+        """Set a signature's review: 0 reviewing, 1 approved, 2 rejected (with ``reason``).
+
+        A new name joins the account; SendSms refuses it until it is approved.
+        """
         with self._lock:
+            self.sign_names = self.sign_names | {name}
             self.sign_reviews[name] = Review(status, reason)
 
     def set_template_review(
@@ -200,6 +207,19 @@ class AccountActions:
             old = self.template_reviews.get(code)
             text = content if content is not None else (old.content if old else "")
             self.template_reviews[code] = Review(status, reason, text, template_type)
+            if content is not None or code not in self.templates:
+                # SendSms then wants the variables the text names.
+                self.templates[code] = tuple(re.findall(r"\$\{([^}]*)\}", text))
+
+    def _check_reviews(self, params: Mapping[str, str]) -> None:
+        """SendSms refuses a signature or template that is not approved (yet)."""
+        with self._lock:
+            sign = self.sign_reviews.get(params.get("SignName", ""))
+            template = self.template_reviews.get(params.get("TemplateCode", ""))
+        if sign is not None and sign.status != 1:
+            raise Refused("isv.SMS_SIGNATURE_ILLEGAL")
+        if template is not None and template.status != 1:
+            raise Refused("isv.SMS_TEMPLATE_ILLEGAL")
 
     def set_statistics(
         self,

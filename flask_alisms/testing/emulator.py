@@ -360,6 +360,7 @@ class DysmsapiEmulator(AccountActions):
 
     def _send_sms(self, params: Mapping[str, str], request_id: str) -> dict[str, Any]:
         numbers, template_param = check_send_sms(params, self.sign_names, self.templates)
+        self._check_reviews(params)
         sign_name = params["SignName"]
         with self._lock:
             now = time.time() + self._clock_offset

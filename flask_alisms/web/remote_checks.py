@@ -82,18 +82,24 @@ def _review_item(line: setup_check.Line) -> dict[str, Any]:
         )
     advice = explain(line.code or "", None).admin_message
     return _item(
-        "missing", _("%(what)s: unknown to Aliyun (%(code)s)", what=what, code=line.code), advice
+        "missing", _("%(what)s: unknown to Aliyun", what=what), advice
     )
 
 
 def _line_item(line: setup_check.Line, param_name: str) -> dict[str, Any]:
+    item = _words(line, param_name)
+    item["code"] = None if item["ok"] else line.code
+    return item
+
+
+def _words(line: setup_check.Line, param_name: str) -> dict[str, Any]:
     if line.name == "accesskey":
         if line.verdict == Verdict.OK.value:
             return _item("ok", _("AccessKey: accepted by Aliyun"))
         if line.verdict == Verdict.BAD.value:
             return _item(
                 "missing",
-                _("AccessKey: refused by Aliyun (%(code)s)", code=line.code),
+                _("AccessKey: refused by Aliyun"),
                 explain(line.code or "", None).admin_message,
             )
         return _item("unknown", _("AccessKey: could not check"), _unknown_help(line.why))

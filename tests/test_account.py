@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -185,3 +186,50 @@ def test_send_sms_follows_the_reviews(emulator: DysmsapiEmulator) -> None:
         == "OK"
     )
     assert len(emulator.messages) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (
+            503,
+            {"Code": "ServiceUnavailable", "Message": "The request has failed."},
+            "ServiceUnavailable",
+        ),
+        (200, {"Code": "isp.SYSTEM_ERROR", "Message": "系统异常"}, "isp.SYSTEM_ERROR"),
+        (400, {"Code": "Throttling.User", "Message": "Request was denied."}, "Throttling.User"),
+        (200, "not json", "SDK.InvalidResponse"),
+    ],
+)
+def test_aliyun_side_failures_are_not_verdicts(status: int, body: Any, code: str) -> None:
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            payload = (
+                body
+                if isinstance(body, str)
+                else json.dumps({**body, "RequestId": "R-1", "HostId": "dysmsapi.aliyuncs.com"})
+            ).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        queries = AccountQueries(AliyunSender(endpoint=f"127.0.0.1:{server.server_address[1]}"))
+        review = queries.sign(GOOD, SIGN)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert review.answer.code == code
+    assert not review.answer.reached and not review.answer.key_refused
+    assert review.state is None

@@ -102,10 +102,16 @@ def params_unset(key: str) -> None:
 
 
 @alisms_cli.command("check")
+@click.option(
+    "--remote", is_flag=True, help="Also ask Aliyun whether the AccessKey, signature and "
+    "template work (sends nothing)."
+)
 @with_appcontext
-def check() -> None:
+def check(remote: bool) -> None:
     """Say what is missing before codes can be sent; exit 1 unless everything is ready."""
     state = get_state()
+    if remote and not _remote_check(state):
+        raise SystemExit(1)
     params = state.params
     problems = []
     if not state.sms_ready():
@@ -277,3 +283,53 @@ def receipts_sync(since: str, max_calls: int) -> None:
     )
     if result.errors and not (result.delivered or result.failed or result.waiting):
         raise SystemExit(1)
+
+
+# -- Aliyun-checked setup and reconciliation -------------------------------------------------
+
+_REMOTE_WORDS = {"ok": "ok", "bad": "FAILED", "unknown": "could not check"}
+
+
+def _remote_check(state: Any) -> bool:
+    """Print what Aliyun says about the saved setup; False when a line is red."""
+    from .flows import setup_check
+
+    report = setup_check.refresh(state)
+    if report is None:
+        click.echo("Aliyun check: skipped (the sender is not Aliyun or parameters are missing).")
+        return True
+    for line in report.lines:
+        detail = line.code or line.why
+        if line.name == "template_text":
+            detail = "variables " + (", ".join(line.variables) or "none")
+        elif line.reason:
+            detail = f"{line.why}: {line.reason}"
+        click.echo(f"Aliyun {line.name}: {_REMOTE_WORDS[line.verdict]} ({detail})")
+    return not report.failed
+
+
+@alisms_cli.group("stats", help="Aliyun's send statistics beside the send log.")
+def stats_cli() -> None:
+    pass
+
+
+@stats_cli.command("sync")
+@click.option(
+    "--days", default=7, show_default=True, type=click.IntRange(1, 30),
+    help="How many Beijing days back, today included.",
+)
+@with_appcontext
+def stats_sync(days: int) -> None:
+    """Read QuerySendStatistics and store Aliyun's daily totals beside ours (for cron)."""
+    from .flows import reconcile
+
+    try:
+        rows = reconcile.sync(get_state(), days)
+    except reconcile.SyncError as exc:
+        raise click.ClickException(exc.message) from None
+    differ = 0
+    for row in rows:
+        flag = "DIFFERS" if row.differs else ""
+        differ += row.differs
+        click.echo(f"{row.day}  aliyun={row.total:<6} ours={row.ours:<6} {flag}".rstrip())
+    click.echo(f"Synced {len(rows)} day(s); {differ} differ.")

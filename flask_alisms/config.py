@@ -32,6 +32,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds. Small, because an end user waits for the answer.
     "ALISMS_CONNECT_TIMEOUT": 3.0,
     "ALISMS_READ_TIMEOUT": 6.0,
+    # Seconds for each call of the Aliyun setup check run after saving the parameters (and
+    # by `flask alisms check --remote`); never more than the two timeouts above.
+    "ALISMS_REMOTE_CHECK_TIMEOUT": 3.0,
+    # Prometheus metrics through prometheus_client (pip install flask-alisms[metrics]).
+    "ALISMS_METRICS": False,
     # Key material for encrypting the AccessKey secret and hashing codes; SECRET_KEY when unset.
     "ALISMS_ENCRYPTION_KEY": None,
     # Older key materials still accepted for decryption while `flask alisms rotate-key` runs.
@@ -130,7 +135,7 @@ def validate(config: Config) -> None:
         raise ConfigurationError(
             "ALISMS_ENDPOINT must be 'host:port', 'http://host:port' or None for Alibaba Cloud."
         )
-    for key in ("ALISMS_CONNECT_TIMEOUT", "ALISMS_READ_TIMEOUT"):
+    for key in ("ALISMS_CONNECT_TIMEOUT", "ALISMS_READ_TIMEOUT", "ALISMS_REMOTE_CHECK_TIMEOUT"):
         _positive_number(config, key)
     _positive_number(config, "ALISMS_PARAMS_CACHE_SECONDS", allow_zero=True)
     _positive_number(config, "ALISMS_PROVIDER_COOLDOWN")
@@ -142,6 +147,8 @@ def validate(config: Config) -> None:
             "ALISMS_IPV6_PREFIX must be a whole number of bits from 16 to 128 (64 counts one "
             f"/64 network as one client); got {prefix_bits!r}."
         )
+    if not isinstance(config["ALISMS_METRICS"], bool):
+        raise ConfigurationError("ALISMS_METRICS must be True or False.")
 
     material = config["ALISMS_ENCRYPTION_KEY"] or config.get("SECRET_KEY")
     if not material:

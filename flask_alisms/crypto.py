@@ -39,6 +39,7 @@ class Keyring:
         self._fernet = MultiFernet(fernets)
         self._code_key = _derive(material, b"code-digest")
         self._subject_key = _derive(material, b"limit-subject")
+        self._fingerprint_key = _derive(material, b"fingerprint")
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode("ascii")
@@ -75,3 +76,8 @@ class Keyring:
         """
         message = f"{kind}\x00{value}".encode()
         return hmac.new(self._subject_key, message, hashlib.sha256).hexdigest()[:32]
+
+    def fingerprint(self, *parts: str) -> str:
+        """A keyed digest of several values (a cache key that reveals none of them)."""
+        message = "\x00".join(parts).encode()
+        return hmac.new(self._fingerprint_key, message, hashlib.sha256).hexdigest()

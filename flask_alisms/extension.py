@@ -182,6 +182,10 @@ class AliSMS:
         app.register_blueprint(create_blueprint(app), url_prefix=cfg["ALISMS_URL_PREFIX"])
         app.cli.add_command(alisms_cli)
         app.context_processor(self._template_globals)
+        if cfg["ALISMS_METRICS"]:
+            from .metrics import install
+
+            install(app)
 
     def _limit_storage(self, app: Flask) -> tuple[Storage | MemoryWindows, Callable[[], bool]]:
         """The storage for the send limits, and whether limits are on.

@@ -71,6 +71,8 @@ class Models:
     SendLog: Any
     VerificationCode: Any
     Receipt: Any = None
+    RemoteCheck: Any = None
+    AliyunDaily: Any = None
 
 
 def build_models(db: SQLAlchemy) -> Models:
@@ -178,6 +180,38 @@ def build_models(db: SQLAlchemy) -> Models:
         source = sa.Column(sa.String(10), nullable=False)  # "push" or "poll"
         matched = sa.Column(sa.Boolean, nullable=False, default=False)
 
-    models = Models(Parameter, ParameterChange, SendLog, VerificationCode, Receipt)
+    class RemoteCheck(db.Model):  # type: ignore[name-defined]
+        """What Aliyun said about the saved AccessKey, signature and template.
+
+        Keyed by a keyed digest of the values checked, so changing any of them re-checks and
+        the row reveals none of them.
+        """
+
+        __tablename__ = "alisms_remote_check"
+        fingerprint = sa.Column(sa.String(64), primary_key=True)
+        checked_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        result = sa.Column(sa.Text, nullable=False)  # JSON: the lines, never a secret
+
+    class AliyunDaily(db.Model):  # type: ignore[name-defined]
+        """One Beijing day of Aliyun's QuerySendStatistics beside our own count."""
+
+        __tablename__ = "alisms_aliyun_daily"
+        day = sa.Column(sa.Date, primary_key=True)
+        total = sa.Column(sa.Integer, nullable=False, default=0)
+        success = sa.Column(sa.Integer, nullable=False, default=0)
+        failed = sa.Column(sa.Integer, nullable=False, default=0)
+        no_response = sa.Column(sa.Integer, nullable=False, default=0)
+        ours = sa.Column(sa.Integer, nullable=False, default=0)
+        synced_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+    models = Models(
+        Parameter,
+        ParameterChange,
+        SendLog,
+        VerificationCode,
+        Receipt=Receipt,
+        RemoteCheck=RemoteCheck,
+        AliyunDaily=AliyunDaily,
+    )
     _built[db] = models
     return models

@@ -35,3 +35,9 @@ phone_changed = _signals.signal("alisms.phone-changed")
 #: A code for a test number (``phone.test_numbers``) was "sent": nothing reached Aliyun and
 #: :data:`code_sent` is not sent for it.
 test_code_sent = _signals.signal("alisms.test-code-sent")
+#: A send was refused by one of the site's limits before reaching the provider. Extra:
+#: ``rule`` ("phone", "ip" or "global"); no phone number.
+send_refused = _signals.signal("alisms.send-refused")
+#: A delivery receipt was stored. Extra: ``state`` ("delivered" or "failed") and ``err_code``;
+#: no phone number.
+receipt_received = _signals.signal("alisms.receipt-received")

@@ -272,6 +272,11 @@ def test_admin_sets_up_aliyun_and_sends_a_test_sms(
     expect(checklist.locator("li.check-ok")).to_have_count(total)
     expect(checklist.locator("li.check-missing")).to_have_count(0)
     expect(page.locator(".status-card").first.locator(".badge")).to_have_text(re.compile("On"))
+    # Saving asked Aliyun (the emulator): key, signature, template and its text are green.
+    remote = page.locator("ul.remote-checklist")
+    expect(remote.locator("li.check-ok")).to_have_count(4)
+    expect(remote).to_contain_text("AccessKey: accepted by Aliyun")
+    expect(remote.locator("q")).to_contain_text("${code}")
     secret = page.get_by_label("AccessKey secret")
     expect(secret).to_have_value("")
     expect(secret).to_have_attribute("placeholder", re.compile("Stored"))

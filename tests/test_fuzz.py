@@ -304,7 +304,14 @@ API_POSTS = [
 ]
 API_GETS = ["/alisms/api/csrf-token", "/alisms/api/status", "/alisms/api/openapi.json"]
 PAGES = ["/alisms/register", "/alisms/reset-password", "/alisms/login", "/alisms/account/phone"]
-ADMIN = ["/alisms/admin/", "/alisms/admin/test-sms", "/alisms/admin/log"]
+ADMIN = [
+    "/alisms/admin/",
+    "/alisms/admin/test-sms",
+    "/alisms/admin/log",
+    "/alisms/admin/reconciliation",
+]
+#: POST-only admin actions.
+ADMIN_ACTIONS = ["/alisms/admin/check-remote"]
 ADMIN_CSV = "/alisms/admin/log.csv"
 ADMIN_TOKEN = "/alisms/admin/receipts/token"
 HOOK = "/alisms/hooks/sms-report"
@@ -764,10 +771,36 @@ def test_admin_pages_refuse_non_admins_whatever_they_send(
             data.add(name, value)
     before = world.snapshot()
     response = client.open(path, method=method, data=data, query_string={"phone": "1"})
-    if method == "POST" and path == "/alisms/admin/log":
+    if method == "POST" and path in ("/alisms/admin/log", "/alisms/admin/reconciliation"):
         assert response.status_code == 405
     else:
         assert response.status_code == 403
+    assert world.snapshot() == before
+
+
+@FUZZ
+@given(
+    fields=st.dictionaries(st.text(max_size=30), st.lists(form_text, max_size=2), max_size=8),
+    who=st.sampled_from(["anonymous", "mallory", "root"]),
+    token=st.sampled_from(["missing", "forged"]),
+)
+def test_admin_actions_refuse_garbage_without_asking_aliyun(
+    world: World, fields: dict[str, list[str]], who: str, token: str
+) -> None:
+    client = world.host.client(admin=None if who == "anonymous" else who)
+    data: MultiDict[str, str] = MultiDict()
+    for name, values in fields.items():
+        for value in values:
+            data.add(name, value)
+    if token == "forged":
+        data.setlist("csrf_token", ["forged.token.value"])
+    else:
+        data.poplist("csrf_token")
+    before = world.snapshot()
+    for path in ADMIN_ACTIONS:
+        response = client.post(path, data=data)
+        assert response.status_code == (400 if who == "root" else 403)
+        assert client.get(path).status_code == 405
     assert world.snapshot() == before
 
 

@@ -32,6 +32,7 @@ ALLOWED_PATTERNS = re.compile(
 ALLOWED_WORDS = {
     "AccessKey", "Secret", "ID", "BizId", "RAM", "AliyunDysmsFullAccess", "HTTP", "JSON",
     "CSRF", "URL", "API", "SDK", "DNS", "NTP", "IP", "CODE", "TemplateParam", "nonce", "true",
+    "AliyunDysmsReadOnlyAccess",
     "false", "ms", "UTC", "code", "purpose", "register", "reset", "login",
     "CSV",  # the export's file format
     "Nickname",  # the test host's own sign-up field, labelled by the host

@@ -84,6 +84,7 @@ VALID_POSTS: dict[str, tuple[str, dict[str, Any]]] = {
     "alisms.api_phone_change": ("json", {"phone": PHONE, "code": "123456"}),
     "alisms.login": ("form", {"country_code": "86", "phone": "13800138000", "send": "x"}),
     "alisms.change_phone": ("form", {"country_code": "86", "phone": "13800138000", "send": "x"}),
+    "alisms.admin_recheck": ("form", {"recheck": "1"}),
 }
 #: POST routes a browser never calls, proven by something else than a CSRF token: Aliyun's
 #: receipt push carries the secret token in its URL (tests/test_receipts.py).

@@ -325,6 +325,7 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
 
     refusal = state.throttle.hit_send(keys[0], keys[1], purpose)
     if refusal is not None:
+        signals.send_refused.send(app, purpose=purpose, rule=refusal.scope)
         return SendOutcome(False, refusal.retry_after, refusal=refusal)
 
     if not real:

@@ -188,6 +188,17 @@ class AliyunSender(Sender):
     def _remember_status(self, response: Any, *args: Any, **kwargs: Any) -> None:
         self._local.status = response.status_code
 
+    def client_for(self, credentials: Credentials) -> Any:
+        """The shared AcsClient for ``credentials``: other Dysmsapi calls (the account checks
+        in :mod:`.account`) reuse the same connection, timeouts and log redaction."""
+        return self._client(credentials)
+
+    def target(self, request: Any) -> Any:
+        """Point an SDK request at this sender's endpoint and protocol; returns it."""
+        request.set_endpoint(self._host)
+        request.set_protocol_type(self._protocol)
+        return request
+
     @property
     def cached_clients(self) -> int:
         """How many AcsClients are cached (for tests and diagnostics)."""
@@ -217,9 +228,7 @@ class AliyunSender(Sender):
             return result
 
         secrets = [*message.params.values(), credentials.access_key_secret]
-        request = self._request_class()
-        request.set_endpoint(self._host)
-        request.set_protocol_type(self._protocol)
+        request = self.target(self._request_class())
         request.set_PhoneNumbers(message.phone)
         request.set_SignName(message.sign_name)
         request.set_TemplateCode(message.template_code)

@@ -53,6 +53,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from .account import AccountActions
 from .actions import AcceptedMessage, Refused, check_send_sms, query_send_details
 from .receipts import DeliveryBook
 from .server import Fault, Server
@@ -72,7 +73,7 @@ from .signing import (
 __all__ = ["AcceptedMessage", "DysmsapiEmulator"]
 
 
-class DysmsapiEmulator:
+class DysmsapiEmulator(AccountActions):
     """An HTTP server that behaves like ``dysmsapi.aliyuncs.com`` for SendSms/QuerySendDetails.
 
     Point the SDK at :attr:`endpoint` (``request.set_endpoint(emulator.endpoint)``) and
@@ -119,6 +120,7 @@ class DysmsapiEmulator:
         self._requests_served = 0
         self._biz_seq = 0
         self.deliveries = DeliveryBook(self.now)
+        self._setup_account(self.sign_names, self.templates)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -335,6 +337,7 @@ class DysmsapiEmulator:
         if version != API_VERSION:
             raise GatewayError(400, "InvalidVersion", "Specified parameter Version is not valid.")
         handlers = {"SendSms": self._send_sms, "QuerySendDetails": self._query_send_details}
+        handlers.update(self._account_handlers())
         if action not in handlers:
             raise GatewayError(
                 404,
@@ -361,6 +364,7 @@ class DysmsapiEmulator:
 
     def _send_sms(self, params: Mapping[str, str], request_id: str) -> dict[str, Any]:
         numbers, template_param = check_send_sms(params, self.sign_names, self.templates)
+        self._check_reviews(params)
         sign_name = params["SignName"]
         with self._lock:
             now = time.time() + self._clock_offset

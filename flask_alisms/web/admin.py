@@ -37,6 +37,7 @@ from ..parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, TEMPLATE_CODE, 
 from ..phones import mask
 from ..sms import Category
 from ..state import AliSMSState, get_state
+from . import remote_checks
 from .forms import (
     PURPOSE_LABELS,
     LogFilterForm,
@@ -114,6 +115,7 @@ def admin_parameters() -> Any:
                         actor=actor,
                     )
                     flash(_("Saved: %(keys)s.", keys=", ".join(changed)), "success")
+                    remote_checks.after_save(state, changed)
                 else:
                     flash(
                         _(
@@ -135,11 +137,30 @@ def admin_parameters() -> Any:
         error_summary=error_summary(rows, form),
         checklist=checklist(state),
         test_numbers=[mask(number) for number, _code in state.params.values().test_numbers],
+        remote=remote_checks.remote_checklist(state),
         effective=state.mobile_registration_open(),
         sender=state.sender_for_send().name,
         last_test=_last_test(state),
         changes=state.params.recent_changes(),
     ), status
+
+
+@admin_required
+def admin_recheck() -> Any:
+    """Ask Aliyun again about the saved AccessKey, signature and template."""
+    return remote_checks.recheck()
+
+
+@admin_required
+def admin_reconciliation() -> Any:
+    """Aliyun's daily totals beside the send log's, as `flask alisms stats sync` stored them."""
+    from ..flows import reconcile
+
+    return render_template(
+        "alisms/admin/reconciliation.html",
+        days=reconcile.stored_days(get_state()),
+        today=reconcile.beijing_today(),
+    )
 
 
 @admin_required

@@ -95,6 +95,10 @@ def create_blueprint(app: Flask) -> Blueprint:
         bp.add_url_rule(
             "/admin/receipts/token", view_func=admin.admin_report_token, methods=["POST"]
         )
+        bp.add_url_rule("/admin/check-remote", view_func=admin.admin_recheck, methods=["POST"])
+        bp.add_url_rule(
+            "/admin/reconciliation", view_func=admin.admin_reconciliation, methods=["GET"]
+        )
     return bp
 
 

@@ -18,6 +18,7 @@ from werkzeug.security import generate_password_hash
 from .crypto import Keyring
 from .exceptions import ConfigurationError
 from .flows.codes import CodeStore
+from .flows.human import HumanGate
 from .flows.throttle import Throttle
 from .models import Models
 from .parameters import ParameterStore
@@ -53,6 +54,8 @@ class AliSMSState:
     throttle: Throttle
     user_adapter: UserAdapter | None
     callbacks: Callbacks
+    #: The human check before send-code (``ALISMS_HUMAN_CHECK``, ``human_check.mode``).
+    human: HumanGate
     #: Moving average of real send times, so a skipped send can take as long as a real one.
     typical_send_seconds: float = 0.05
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

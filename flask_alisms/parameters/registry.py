@@ -154,6 +154,7 @@ GROUPS: dict[str, str] = {
     "codes": _l("Verification codes"),
     "limits": _l("Send limits"),
     "phones": _l("Phone numbers"),
+    "human_check": _l("Human check"),
 }
 
 PARAMETERS: dict[str, Parameter] = {
@@ -331,6 +332,33 @@ PARAMETERS: dict[str, Parameter] = {
             _l("Allowed country codes"),
             _l("Comma-separated calling codes users may register with; 86 is mainland China."),
         ),
+        Parameter(
+            "human_check.mode",
+            "str",
+            "off",
+            "human_check",
+            _l("Human check before sending"),
+            _l(
+                "off; always (every send-code); adaptive (only once a client IP or the whole "
+                "site has spent the share below of its send budget)."
+            ),
+            pattern=r"off|always|adaptive",
+            pattern_hint=_l("must be off, always or adaptive"),
+            max_length=10,
+        ),
+        Parameter(
+            "human_check.adaptive_share",
+            "int",
+            50,
+            "human_check",
+            _l("Adaptive threshold (percent of budget)"),
+            _l(
+                "In adaptive mode, the check is asked for once a client IP has spent this "
+                "percentage of its hourly sends, or the site of its daily budget."
+            ),
+            minimum=1,
+            maximum=100,
+        ),
     )
 }
 
@@ -362,6 +390,8 @@ class Values:
     global_per_day: int
     verify_per_hour: int
     allowed_country_codes: tuple[int, ...]
+    mode: str  # human_check.mode
+    adaptive_share: int
 
     @property
     def sms_ready(self) -> bool:

@@ -19,6 +19,7 @@ from ..phones import Phone
 from ..state import get_state
 from .forms import RegisterForm, extra_field_names
 from .http import STATUS, ApiError, api_input, client_ip, gate_error, storable, throttled
+from .human import require_human_check_api
 
 
 def api_fallback(rest: str = "") -> Response:
@@ -62,6 +63,7 @@ def api_send_code() -> Response:
     purpose = data.get("purpose", "register")
     if purpose not in verification.PURPOSES:
         raise ApiError(400, "invalid_purpose", _("purpose must be 'register' or 'reset'."))
+    require_human_check_api(data, str(purpose))
     try:
         outcome = verification.request_code(phone, str(purpose), client_ip())
     except GateClosed as exc:

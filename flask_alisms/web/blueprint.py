@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from ..exceptions import CodeStoreUnavailable, LimiterUnavailable
 from ..i18n import gettext as _
 from ..i18n import install as install_i18n
-from . import admin, api, pages
+from . import admin, api, human, pages
 from .http import ApiError, csrf_error, is_api_request, no_store
 
 _API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -40,6 +40,7 @@ def create_blueprint(app: Flask) -> Blueprint:
     bp.register_error_handler(LimiterUnavailable, _limiter_down)
     bp.register_error_handler(CodeStoreUnavailable, _code_store_down)
     bp.register_error_handler(HTTPException, _http_error)
+    bp.context_processor(human.human_check_context)
 
     bp.add_url_rule(
         "/api/", "api_fallback", api.api_fallback, defaults={"rest": ""}, methods=_API_METHODS
@@ -50,6 +51,9 @@ def create_blueprint(app: Flask) -> Blueprint:
     bp.add_url_rule("/api/send-code", view_func=api.api_send_code, methods=["POST"])
     bp.add_url_rule("/api/register", view_func=api.api_register, methods=["POST"])
     bp.add_url_rule("/api/reset-password", view_func=api.api_reset_password, methods=["POST"])
+    bp.add_url_rule(
+        "/human-check/image/<nonce>", view_func=human.human_check_image, methods=["GET"]
+    )
 
     if app.config["ALISMS_USER_VIEWS"]:
         bp.add_url_rule("/register", view_func=pages.register, methods=["GET", "POST"])

@@ -17,6 +17,7 @@ from . import i18n
 from .exceptions import ConfigurationError
 
 SENDERS = ("aliyun", "console", "memory", "auto")
+HUMAN_CHECKS = ("image", "turnstile", "hcaptcha")
 
 DEFAULTS: dict[str, Any] = {
     # Where the extension's pages and API live.
@@ -88,6 +89,19 @@ DEFAULTS: dict[str, Any] = {
     "ALISMS_TIMEZONE": "Asia/Shanghai",
     # Minutes after which an accepted SMS without a delivery receipt shows "no receipt".
     "ALISMS_RECEIPT_WAIT_MINUTES": 15,
+    # The human check asked for before a code is sent while the parameter human_check.mode is
+    # "always" or "adaptive": "image" (a local picture captcha, no keys needed), "turnstile"
+    # (Cloudflare), "hcaptcha", or an import path "package.module:Class" of a HumanCheck.
+    "ALISMS_HUMAN_CHECK": "image",
+    # The widget's site key and secret, for "turnstile" and "hcaptcha".
+    "ALISMS_HUMAN_CHECK_SITE_KEY": None,
+    "ALISMS_HUMAN_CHECK_SECRET_KEY": None,
+    # None uses the provider's siteverify URL; an http(s) URL points elsewhere (a test server).
+    "ALISMS_HUMAN_CHECK_VERIFY_URL": None,
+    # Seconds to wait for siteverify; past that the send is refused with 503.
+    "ALISMS_HUMAN_CHECK_TIMEOUT": 5.0,
+    # Seconds a challenge can be answered after it was shown.
+    "ALISMS_HUMAN_CHECK_TTL": 180,
 }
 
 
@@ -225,6 +239,7 @@ def _validate_receipts(config: Config) -> None:
             f"ALISMS_RECEIPT_WAIT_MINUTES must be a whole number of minutes from 1 to 4320; "
             f"got {wait!r}."
         )
+    _validate_human_check(config)
 
 
 def _validate_languages(config: Config) -> None:
@@ -246,4 +261,34 @@ def _validate_languages(config: Config) -> None:
         raise ConfigurationError(
             f"ALISMS_LANGUAGE must be None (follow the browser) or one of "
             f"{', '.join(available)} (tags such as 'zh-TW' work too); got {language!r}."
+        )
+
+
+def _validate_human_check(config: Config) -> None:
+    name = config["ALISMS_HUMAN_CHECK"]
+    if not isinstance(name, str) or (name not in HUMAN_CHECKS and ":" not in name):
+        raise ConfigurationError(
+            f"ALISMS_HUMAN_CHECK must be one of {', '.join(HUMAN_CHECKS)} or "
+            f"'package.module:Class'; got {name!r}."
+        )
+    if name in ("turnstile", "hcaptcha"):
+        for key in ("ALISMS_HUMAN_CHECK_SITE_KEY", "ALISMS_HUMAN_CHECK_SECRET_KEY"):
+            value = config[key]
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigurationError(
+                    f"ALISMS_HUMAN_CHECK={name!r} needs {key}: copy it from the provider's "
+                    "dashboard."
+                )
+    url = config["ALISMS_HUMAN_CHECK_VERIFY_URL"]
+    if url is not None and not (
+        isinstance(url, str) and url.startswith(("https://", "http://")) and url.isprintable()
+    ):
+        raise ConfigurationError(
+            "ALISMS_HUMAN_CHECK_VERIFY_URL must be None (the provider's own) or an http(s) URL."
+        )
+    _positive_number(config, "ALISMS_HUMAN_CHECK_TIMEOUT")
+    ttl = config["ALISMS_HUMAN_CHECK_TTL"]
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 30 <= ttl <= 3600:
+        raise ConfigurationError(
+            f"ALISMS_HUMAN_CHECK_TTL must be whole seconds from 30 to 3600; got {ttl!r}."
         )

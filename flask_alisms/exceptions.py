@@ -13,6 +13,8 @@ __all__ = [
     "ConfigurationError",
     "DecryptionError",
     "GateClosed",
+    "HumanCheckRequired",
+    "HumanCheckUnavailable",
     "InvalidParameter",
     "InvalidPhone",
     "LimiterUnavailable",
@@ -73,3 +75,19 @@ class AccountError(AliSMSError):
         self.reason = reason
         self.message = message
         self.retry_after = retry_after  # set when a limit refused: seconds to wait
+
+
+class HumanCheckRequired(AliSMSError):
+    """Send-code needs a solved human check first; ``reason`` says why this one did not count.
+
+    ``"missing"`` (no answer), ``"expired"`` (no live challenge in this session, or too old),
+    ``"reused"`` (already spent) or ``"wrong"``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HumanCheckUnavailable(AliSMSError):
+    """The human check's provider did not give an answer; the send is refused, never waved on."""

@@ -16,6 +16,7 @@ from . import config as alisms_config
 from .crypto import Keyring
 from .exceptions import ConfigurationError
 from .flows.codes import create_code_store
+from .flows.human import HumanGate, create_human_check
 from .flows.throttle import Throttle
 from .flows.windows import MemoryWindows
 from .models import build_models
@@ -152,6 +153,12 @@ class AliSMS:
         sender, fallback = self._make_senders(app)
 
         storage, enabled = self._limit_storage(app)
+        throttle = Throttle(
+            storage, params, fail_open=bool(cfg["ALISMS_LIMITS_FAIL_OPEN"]), enabled=enabled
+        )
+        human = HumanGate(
+            create_human_check(cfg), params, throttle, ttl=int(cfg["ALISMS_HUMAN_CHECK_TTL"])
+        )
         app.extensions["alisms"] = AliSMSState(
             db=self.db,
             models=models,
@@ -160,14 +167,10 @@ class AliSMS:
             sender=sender,
             fallback_sender=fallback,
             codes=create_code_store(cfg["ALISMS_CODE_STORAGE"], self.db, models),
-            throttle=Throttle(
-                storage,
-                params,
-                fail_open=bool(cfg["ALISMS_LIMITS_FAIL_OPEN"]),
-                enabled=enabled,
-            ),
+            throttle=throttle,
             user_adapter=self.user_adapter,
             callbacks=self.callbacks,
+            human=human,
         )
 
         if self.user_adapter is None:

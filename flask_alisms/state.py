@@ -18,6 +18,7 @@ from .crypto import Keyring
 from .exceptions import ConfigurationError
 from .flows.codes import CodeStore
 from .flows.guard import SendTimes
+from .flows.human import HumanGate
 from .flows.throttle import Throttle
 from .models import Models
 from .parameters import ParameterStore
@@ -78,6 +79,8 @@ class AliSMSState:
     throttle: Throttle
     user_adapter: UserAdapter | None
     callbacks: Callbacks
+    #: The human check before send-code (``ALISMS_HUMAN_CHECK``, ``human_check.mode``).
+    human: HumanGate
     #: Recent real send times (from the send log), so a skipped send takes as long as one.
     times: SendTimes = field(default_factory=SendTimes)
     #: Where codes for the admin's test numbers go: nowhere.

@@ -16,7 +16,7 @@ import io
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import phonenumbers
 import pytest
@@ -322,6 +322,7 @@ COVERED = {
     "/alisms/static/<path:filename>": "/alisms/static/",
     "/alisms/api/<path:rest>": "/alisms/api/<anything>",
     "/alisms/api/": "/alisms/api/",
+    "/alisms/human-check/image/<nonce>": "/alisms/human-check/image/<anything>",
     **{path: path for path in API_POSTS + API_GETS + PAGES + ADMIN},
     ADMIN_CSV: ADMIN_CSV,
     ADMIN_TOKEN: ADMIN_TOKEN,
@@ -887,6 +888,16 @@ def test_static_files_never_leave_their_folder(world: World) -> None:
     ]:
         response = client.get("/alisms/static/" + filename)
         assert response.status_code in (404, 400), (filename, response.status_code)
+
+
+@FUZZ
+@given(nonce=st.one_of(st.text(max_size=80), st.sampled_from(NASTY_TEXT[:-1])))
+def test_captcha_pictures_only_for_the_live_challenge(world: World, nonce: str) -> None:
+    world.host.set_params(human_check__mode="always")
+    client = world.host.client()
+    api_post(client, "send-code", {"phone": PHONE})  # this session now holds a challenge
+    response = client.get("/alisms/human-check/image/" + quote(nonce, safe=""))
+    assert response.status_code == 404, (nonce, response.status_code)
 
 
 def test_garbage_next_to_a_live_code_never_spends_it(

@@ -284,3 +284,60 @@ class Throttle:
 
 def _seconds(wait: float) -> int:
     return max(1, math.ceil(wait))
+
+
+# -- read-only and one-time helpers (the human check) -------------------------------------------
+
+
+def peek_counts(throttle: Throttle, rules: Sequence[Rule]) -> list[int]:
+    """How many events each rule's window holds now, spending nothing.
+
+    Zero everywhere while the host turned its limits off. Redis and ``memory://`` answer from
+    the moving windows the sends fill (a read-only binary search on Redis); other storages from
+    their fixed-window counters. A storage error raises :class:`LimiterUnavailable` unless the
+    limits fail open, in which case nothing is known and every count is zero.
+    """
+    if not throttle._enabled():
+        return [0 for _rule in rules]
+    storage = throttle.storage
+    try:
+        if isinstance(storage, MovingWindowSupport):
+            return [
+                int(storage.get_moving_window(rule.key, rule.limit, rule.window)[1])
+                for rule in rules
+            ]
+        return [int(storage.get(rule.key)) for rule in rules]
+    except Exception as exc:
+        if throttle._fail_open:
+            logger.error("Limiter storage unavailable, usage unknown: %s", exc)
+            return [0 for _rule in rules]
+        logger.error("Limiter storage unavailable: %s", exc)
+        raise LimiterUnavailable("rate limit storage unavailable") from exc
+
+
+def send_usage_rules(throttle: Throttle, client_ip: str) -> list[Rule]:
+    """The client IP's hourly budget and the site's daily one, as :meth:`Throttle.hit_send`
+    names them (a test checks that sends show up here)."""
+    values = throttle._params.values()
+    return [
+        Rule("ip", "ip-hour", client_ip, values.ip_per_hour, HOUR),
+        Rule("global", "global-day", "site", values.global_per_day, DAY),
+    ]
+
+
+def count_use(throttle: Throttle, name: str, token: str, ttl: int) -> int:
+    """Count one use of ``token`` and return how many there were within ``ttl`` seconds.
+
+    One atomic ``incr`` on the limits storage, shared by every process and kept whatever the
+    host's limits switch says: 1 means first use. When the storage fails:
+    :class:`LimiterUnavailable`, or 1 (logged) if the limits fail open.
+    """
+    key = f"{KEY_PREFIX}/{name}/{token}"
+    try:
+        return int(throttle.storage.incr(key, ttl))
+    except Exception as exc:
+        if throttle._fail_open:
+            logger.error("Limiter storage unavailable, one-time use not enforced: %s", exc)
+            return 1
+        logger.error("Limiter storage unavailable: %s", exc)
+        raise LimiterUnavailable("rate limit storage unavailable") from exc

@@ -38,6 +38,7 @@ GROUPS: dict[str, str] = {
     "limits": _l("Send limits"),
     "phones": _l("Phone numbers"),
     "receipts": _l("Delivery receipts"),
+    "human_check": _l("Human check"),
 }
 
 PARAMETERS: dict[str, Parameter] = {
@@ -308,6 +309,33 @@ PARAMETERS: dict[str, Parameter] = {
             ),
             max_length=2000,
         ),
+        Parameter(
+            "human_check.mode",
+            "str",
+            "off",
+            "human_check",
+            _l("Human check before sending"),
+            _l(
+                "off; always (every send-code); adaptive (only once a client IP or the whole "
+                "site has spent the share below of its send budget)."
+            ),
+            pattern=r"off|always|adaptive",
+            pattern_hint=_l("must be off, always or adaptive"),
+            max_length=10,
+        ),
+        Parameter(
+            "human_check.adaptive_share",
+            "int",
+            50,
+            "human_check",
+            _l("Adaptive threshold (percent of budget)"),
+            _l(
+                "In adaptive mode, the check is asked for once a client IP has spent this "
+                "percentage of its hourly sends, or the site of its daily budget."
+            ),
+            minimum=1,
+            maximum=100,
+        ),
     )
 }
 
@@ -340,6 +368,8 @@ class Values:
     global_per_day: int
     verify_per_hour: int
     allowed_country_codes: tuple[int, ...]
+    mode: str  # human_check.mode
+    adaptive_share: int
     report_token: str = field(default="", repr=False)
     register_template_code: str = ""
     login_template_code: str = ""

@@ -30,6 +30,7 @@ from .http import (
     storable,
     throttled,
 )
+from .human import require_human_check_api
 
 
 def api_fallback(rest: str = "") -> Response:
@@ -75,6 +76,7 @@ def api_send_code() -> Response:
         raise ApiError(
             400, "invalid_purpose", _("purpose must be 'register', 'reset' or 'login'.")
         )
+    require_human_check_api(data, str(purpose))
     try:
         outcome = verification.request_code(phone, str(purpose), client_ip())
     except GateClosed as exc:

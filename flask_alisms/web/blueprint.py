@@ -22,7 +22,7 @@ from ..exceptions import CodeStoreUnavailable, LimiterUnavailable
 from ..i18n import gettext as _
 from ..i18n import install as install_i18n
 from ..state import get_state
-from . import admin, api, hooks, openapi, pages
+from . import admin, api, hooks, human, openapi, pages
 from .http import (
     ApiError,
     bound_request_body,
@@ -61,6 +61,7 @@ def create_blueprint(app: Flask) -> Blueprint:
         bp.register_error_handler(db_error, _database_down)
     for error in server_body_errors():
         bp.register_error_handler(error, _unreadable_body)
+    bp.context_processor(human.human_check_context)
 
     bp.add_url_rule(
         "/api/", "api_fallback", api.api_fallback, defaults={"rest": ""}, methods=_API_METHODS
@@ -75,6 +76,9 @@ def create_blueprint(app: Flask) -> Blueprint:
     bp.add_url_rule("/api/login", view_func=api.api_login, methods=["POST"])
     bp.add_url_rule("/api/phone/send-code", view_func=api.api_phone_send_code, methods=["POST"])
     bp.add_url_rule("/api/phone", view_func=api.api_phone_change, methods=["POST"])
+    bp.add_url_rule(
+        "/human-check/image/<nonce>", view_func=human.human_check_image, methods=["GET"]
+    )
 
     bp.add_url_rule("/hooks/sms-report", view_func=hooks.sms_report, methods=["POST"])
     csrf = app.extensions.get("csrf")

@@ -26,6 +26,7 @@ from .forms import (
     extra_field_names,
 )
 from .http import STATUS, client_ip, gate_message, local_redirect_target, storable
+from .human import require_human_check_page
 
 
 def register() -> Any:
@@ -83,6 +84,9 @@ def account_page(purpose: str, form: Any, template: str, redirect_to: str) -> An
 
 
 def _send_code(form: Any, purpose: str) -> tuple[int, dict[str, str], int]:
+    refused = require_human_check_page()
+    if refused is not None:
+        return refused
     outcome = verification.request_code(form.parsed_phone, purpose, client_ip())
     if outcome.refusal is not None:
         wait = outcome.refusal.retry_after

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from flask.cli import with_appcontext
 
 from .exceptions import DecryptionError, InvalidParameter, InvalidPhone
-from .flows.guard import persistence_warning
 from .flows import receipts, sendlog
+from .flows.guard import persistence_warning
 from .models import transaction, utcnow
 from .parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, PARAMETERS
 from .phones import parse_phone

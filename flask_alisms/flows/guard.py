@@ -29,6 +29,7 @@ from typing import Any
 from limits.storage import MemoryStorage, MovingWindowSupport, RedisClusterStorage, RedisStorage
 
 from .throttle import DAY, Rule, send_rules
+from .windows import MemoryWindows
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +164,9 @@ def _write(storage: Any, windows: Iterable[tuple[Rule, list[float]]], now: float
             pipe.rpush(key, *[repr(stamp) for stamp in stamps])
             pipe.expire(key, max(1, math.ceil(stamps[0] + rule.window - now)))
         pipe.execute()
+    elif isinstance(storage, MemoryWindows):
+        for rule, stamps in items:
+            storage.seed(rule.name, rule.subject, stamps, rule.window)
     elif isinstance(storage, MemoryStorage):
         from limits.storage.memory import Entry
 
@@ -190,7 +194,7 @@ def persistence_warning(storage: Any) -> str | None:
     The send log rebuilds them, but only what the log holds (a day of sends): a storage that
     persists is still the first line.
     """
-    if isinstance(storage, MemoryStorage):
+    if isinstance(storage, (MemoryStorage, MemoryWindows)):
         return (
             "the send limits live in this process's memory (memory://): each worker counts "
             "on its own; use ALISMS_LIMITER_STORAGE_URI = 'redis://...' with several workers"

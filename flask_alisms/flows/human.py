@@ -283,14 +283,15 @@ class HumanGate:
         self._params = params
         self._throttle = throttle
 
-    def required(self, client_ip: str) -> bool:
-        """Whether a send from ``client_ip`` needs a solved check now. Spends nothing."""
+    def required(self, client: str) -> bool:
+        """Whether a send from ``client`` (the keyed digest the send limits use) needs a
+        solved check now. Spends nothing."""
         values = self._params.values()
         if values.mode == "always":
             return True
         if values.mode != "adaptive":
             return False
-        rules = send_usage_rules(self._throttle, client_ip)
+        rules = send_usage_rules(self._throttle, client)
         counts = peek_counts(self._throttle, rules)
         share = values.adaptive_share
         return any(count * 100 >= share * rule.limit for count, rule in zip(counts, rules))

@@ -301,6 +301,8 @@ def peek_counts(throttle: Throttle, rules: Sequence[Rule]) -> list[int]:
         return [0 for _rule in rules]
     storage = throttle.storage
     try:
+        if isinstance(storage, MemoryWindows):
+            return [storage.count(rule.name, rule.subject, rule.window) for rule in rules]
         if isinstance(storage, MovingWindowSupport):
             return [
                 int(storage.get_moving_window(rule.key, rule.limit, rule.window)[1])
@@ -315,14 +317,12 @@ def peek_counts(throttle: Throttle, rules: Sequence[Rule]) -> list[int]:
         raise LimiterUnavailable("rate limit storage unavailable") from exc
 
 
-def send_usage_rules(throttle: Throttle, client_ip: str) -> list[Rule]:
-    """The client IP's hourly budget and the site's daily one, as :meth:`Throttle.hit_send`
-    names them (a test checks that sends show up here)."""
-    values = throttle._params.values()
-    return [
-        Rule("ip", "ip-hour", client_ip, values.ip_per_hour, HOUR),
-        Rule("global", "global-day", "site", values.global_per_day, DAY),
-    ]
+def send_usage_rules(throttle: Throttle, client: str) -> list[Rule]:
+    """The client's hourly budget and the site's daily one, taken from :func:`send_rules` so
+    they are the very windows a send spends (``client`` is the keyed digest of the client
+    network; a test checks that sends show up here)."""
+    rules = send_rules(throttle._params.values(), "", client, "register")
+    return [rule for rule in rules if rule.name in ("ip-hour", "global-day")]
 
 
 def count_use(throttle: Throttle, name: str, token: str, ttl: int) -> int:

@@ -18,6 +18,7 @@ mostly stops a flood of code checks for made-up numbers from growing the worker 
 from __future__ import annotations
 
 import bisect
+import heapq
 import logging
 import threading
 import time
@@ -79,6 +80,10 @@ class MemoryWindows:
         self.max_keys = max_keys
         self._rules: dict[str, _RuleState] = {}
         self._lock = threading.Lock()
+        # Plain counters (the provider breaker, one-time tokens, the rebuild's marker): a
+        # value and its expiry, plus a heap of expiries so that expiring costs O(log n).
+        self._counters: dict[str, tuple[int, float]] = {}
+        self._expiries: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         """How many subjects are held over all rules (expired ones may linger until a push)."""
@@ -120,10 +125,76 @@ class MemoryWindows:
                 state.queue_subjects.append(item.subject)
         return 0, 0.0
 
+    def count(self, name: str, subject: str, window: int, now: float | None = None) -> int:
+        """How many pushes ``subject`` has in the last ``window`` seconds; spends nothing."""
+        now = time.time() if now is None else now
+        with self._lock:
+            state = self._rules.get(name)
+            value = state.subjects.get(subject) if state is not None else None
+            if value is None:
+                return 0
+            times = [value] if isinstance(value, float) else value
+            return len(times) - bisect.bisect_left(times, now - window)
+
+    def seed(self, name: str, subject: str, stamps: Sequence[float], window: int) -> None:
+        """Put back pushes recorded elsewhere (the send log), keeping their original times."""
+        if not stamps:
+            return
+        with self._lock:
+            state = self._rules.get(name)
+            if state is None:
+                state = self._rules[name] = _RuleState(float(window))
+            elif window > state.window:
+                state.window = float(window)
+            ordered = sorted(stamps)
+            state.subjects[subject] = ordered[0] if len(ordered) == 1 else list(ordered)
+            # The queue must stay in time order: seeded pushes are older than what follows.
+            for stamp in ordered:
+                index = bisect.bisect_left(state.queue_times, stamp)
+                state.queue_times.insert(index, stamp)
+                state.queue_subjects.insert(index, subject)
+
+    # -- counters, with the subset of ``limits``' Storage API the flows use ----------------
+
+    def get(self, key: str) -> int:
+        with self._lock:
+            self._expire_counters(time.time())
+            item = self._counters.get(key)
+            return item[0] if item is not None else 0
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount``; a new counter lives ``expiry`` seconds (a fixed window)."""
+        now = time.time()
+        with self._lock:
+            self._expire_counters(now)
+            item = self._counters.get(key)
+            if item is None:
+                if len(self._counters) >= self.max_keys:
+                    raise RuntimeError("in-memory limits: too many counters held")
+                item = (0, now + expiry)
+                heapq.heappush(self._expiries, (item[1], key))
+            value = item[0] + amount
+            self._counters[key] = (value, item[1])
+            return value
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._counters.pop(key, None)
+
+    def _expire_counters(self, now: float) -> None:
+        heap, counters = self._expiries, self._counters
+        while heap and heap[0][0] <= now:
+            at, key = heapq.heappop(heap)
+            item = counters.get(key)
+            if item is not None and item[1] == at:
+                del counters[key]
+
     def reset(self) -> None:
         """Forget every window (the store holds the extension's counters only)."""
         with self._lock:
             self._rules.clear()
+            self._counters.clear()
+            self._expiries.clear()
 
     def _warn_full(self, name: str, state: _RuleState, now: float) -> None:
         if now - state.warned_at >= 60:  # once a minute per rule, not once per request

@@ -42,7 +42,7 @@ def require_human_check_api(data: dict[str, Any], purpose: str) -> None:
         raise gate_error(exc) from None
     gate = state.human
     ip = client_ip()
-    if not gate.required(ip):
+    if not gate.required(_subject(ip)):
         return
     try:
         gate.consume(data.get("human_check"), ip)
@@ -64,7 +64,7 @@ def require_human_check_page() -> tuple[int, dict[str, str], int] | None:
     reason flashed; the page then shows a new challenge through :func:`human_check_widget`."""
     gate = get_state().human
     ip = client_ip()
-    if not gate.required(ip):
+    if not gate.required(_subject(ip)):
         return None
     try:
         gate.consume(request.form.get(gate.check.form_field), ip)
@@ -84,7 +84,7 @@ def human_check_widget() -> Markup:
     from another origin (Turnstile, hCaptcha) widens this response's CSP for it alone.
     """
     gate = get_state().human
-    if not gate.required(client_ip()):
+    if not gate.required(_subject(client_ip())):
         return Markup("")
     challenge = gate.new_challenge()
     policy = gate.check.content_security_policy()
@@ -112,3 +112,8 @@ def human_check_image(nonce: str) -> Response:
     if picture is None:
         raise NotFound()
     return Response(picture, mimetype="image/png")
+
+
+def _subject(ip: str) -> str:
+    """The client as the send limits key it (a keyed digest), to read its usage."""
+    return get_state().keyring.subject_digest("client", ip)

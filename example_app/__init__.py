@@ -22,7 +22,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect, FlaskForm
 from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.strategies import MovingWindowRateLimiter
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, ServiceUnavailable
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length
@@ -32,7 +32,7 @@ from flask_alisms.i18n import current_language, gettext, lazy_gettext, ngettext
 from flask_alisms.phones import InvalidPhone, mask, parse_phone
 from flask_alisms.state import get_state
 from flask_alisms.web.forms import TranslatedMeta
-from flask_alisms.web.http import local_redirect_target, server_body_errors
+from flask_alisms.web.http import DATABASE_DOWN, local_redirect_target, server_body_errors
 
 #: The site's own strings, in the flask_alisms domain; the extension searches it first.
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -186,6 +186,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         @app.errorhandler(error)
         def unreadable_body(exc: Exception) -> Any:
             return BadRequest(gettext("The request body could not be read."))
+
+    def database_down(exc: Exception) -> Any:
+        # The exception's text holds the statement's parameters: log its type only.
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            db.session.rollback()
+        app.logger.error("Database unavailable on %s: %s", request.endpoint, type(exc).__name__)
+        message = gettext("The service is unavailable for a moment. Please try again shortly.")
+        return ServiceUnavailable(message)
+
+    for db_error in DATABASE_DOWN:  # the extension answers the same on its own routes
+        app.register_error_handler(db_error, database_down)
 
     @app.after_request
     def security_headers(response: Response) -> Response:

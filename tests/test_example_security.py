@@ -200,3 +200,30 @@ def test_unknown_numbers_cost_the_same_hash_check(
         assert _sign_in(client, number, "wrong pass 1").status_code == 200
         # Exactly one check, with the same method (so the same work) as a real account's.
         assert checked == [generate_password_hash("x").split("$", 1)[0]], number
+
+
+def test_a_locked_database_is_a_503_page_on_the_site(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    app = _app(tmp_path, SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"timeout": 0.1}})
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    holder = sqlite3.connect(f"{tmp_path}/example.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        response = client.post(
+            "/login",
+            data={"csrf_token": form_token(page), "phone": PHONE[3:], "password": PASSWORD},
+        )
+        assert response.status_code == 503
+        assert "text/html" in response.content_type
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        with app.app_context():
+            example_app.db.session.remove()
+            example_app.db.engine.dispose()
+    assert all(PHONE[3:] not in record.getMessage() for record in caplog.records)
+    assert any("Database unavailable" in record.getMessage() for record in caplog.records)

@@ -632,6 +632,71 @@ def test_api_posts_bound_chunked_bodies(world: World) -> None:
     assert ok.status_code == 200, ok.get_json()
 
 
+
+class _Broken(io.RawIOBase):
+    """A server's input stream that fails after a few bytes, as a bad chunk would."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+        self._sent = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True  # the test client measures the body before the request
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._sent:
+            self._sent = True
+            buffer[:5] = b"phone"
+            return 5
+        raise self._error
+
+
+def _server_errors() -> list[Exception]:
+    """The dev server's chunk error and, when installed, gunicorn's."""
+    errors: list[Exception] = [OSError("Invalid chunk header")]
+    try:
+        from gunicorn.http.errors import InvalidChunkSize, NoMoreData
+    except ImportError:
+        return errors
+    return [*errors, InvalidChunkSize(b"-5"), NoMoreData(b"")]
+
+
+def test_every_post_route_answers_a_broken_body_with_400(world: World) -> None:
+    """Issue 12, point 5: the stream failing mid-body is a 400 everywhere, nothing written."""
+    client = world.host.client(admin="root")
+    token = csrf_token(client)
+    before = world.snapshot()
+    posts = [path for path in API_POSTS + PAGES + ADMIN if path != "/alisms/admin/log"]
+    for path in posts:
+        for error in _server_errors():
+            for content_type in ("application/json", "application/x-www-form-urlencoded"):
+                response = client.post(
+                    path,
+                    input_stream=_Broken(error),
+                    content_type=content_type,
+                    headers={"X-CSRFToken": token, "Transfer-Encoding": "chunked"},
+                    environ_overrides={"wsgi.input_terminated": True},
+                )
+                label = (path, type(error).__name__, content_type)
+                if "/api/" in path:
+                    _assert_json_error(response)
+                    if content_type == "application/json":
+                        assert response.get_json()["error"] == "bad_request", label
+                else:
+                    _assert_html_answer(response)
+                    assert response.status_code == 400, label
+    assert world.snapshot() == before
+
+
 def test_api_wrong_methods_and_paths_answer_json(world: World) -> None:
     before = world.snapshot()
     client = world.host.client()

@@ -24,6 +24,7 @@ from ..i18n import install as install_i18n
 from ..state import get_state
 from . import admin, api, hooks, human, openapi, pages
 from .http import (
+    DATABASE_DOWN,
     ApiError,
     bound_request_body,
     csrf_error,
@@ -33,9 +34,6 @@ from .http import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: A lost or unreachable database, an exhausted pool: the service, not the request, is at fault.
-DATABASE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 _API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

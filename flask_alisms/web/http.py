@@ -11,6 +11,7 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
 from flask import Response, current_app, jsonify, request, url_for
 from flask_wtf.csrf import validate_csrf
 from wtforms import ValidationError
@@ -23,6 +24,10 @@ from ..state import get_state
 MAX_JSON_BYTES = 16 * 1024
 #: What the extension's routes read at most, whatever the framing (forms are a few KiB).
 MAX_BODY_BYTES = 64 * 1024
+
+#: A lost or unreachable database, an exhausted pool: the service, not the request, is at fault
+#: (a 503). A host can register the same for its own routes, as the example site does.
+DATABASE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 #: The HTTP status of each stable error code that a flow can raise.
 STATUS = {

@@ -146,3 +146,18 @@ def test_the_bound_refuses_a_new_number_through_the_api(make_host: Any) -> None:
         clock.shift(86400 - 3600)
         assert api_post(client, "send-code", {"phone": "+8613800138003"}).status_code == 200
     assert [m.phone for m in sender.outbox] == ["13800138001", "13800138002", "13800138003"]
+
+
+@pytest.mark.parametrize("value", [0, -5, "100", 2.5, True])
+def test_the_bound_must_be_a_whole_number(value: Any) -> None:
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_alisms import AliSMS
+    from flask_alisms.exceptions import ConfigurationError
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k" * 32, SQLALCHEMY_DATABASE_URI="sqlite://")
+    app.config["ALISMS_LIMITS_MEMORY_MAX_KEYS"] = value
+    with pytest.raises(ConfigurationError, match="ALISMS_LIMITS_MEMORY_MAX_KEYS"):
+        AliSMS(app, db=SQLAlchemy(app))

@@ -42,9 +42,9 @@ _UPSERT = {
     ),
     "mysql": (
         "INSERT INTO alisms_verification_code (phone, purpose, digest, created_at, expires_at, "
-        "attempts_left) VALUES (:phone, :purpose, :digest, :now, :expires, 5) AS new "
-        "ON DUPLICATE KEY UPDATE digest = new.digest, created_at = new.created_at, "
-        "expires_at = new.expires_at, attempts_left = new.attempts_left"
+        "attempts_left) VALUES (:phone, :purpose, :digest, :now, :expires, 5) "
+        "ON DUPLICATE KEY UPDATE digest = VALUES(digest), created_at = VALUES(created_at), "
+        "expires_at = VALUES(expires_at), attempts_left = VALUES(attempts_left)"
     ),
 }
 

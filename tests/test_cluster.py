@@ -16,13 +16,14 @@ from flask_alisms.sms import MemorySender
 
 from .conftest import CODE_STORAGE, LIMITER_URI, api_post
 
-pytestmark = pytest.mark.skipif(
+needs_cluster = pytest.mark.skipif(
     not (LIMITER_URI or "").startswith("redis+cluster://"), reason="needs a Redis Cluster"
 )
 
 PHONES = ["+8613800138000", "+8613900139000", "+8615000150000"]
 
 
+@needs_cluster
 def test_the_counters_of_every_request_share_one_slot(make_host: Any) -> None:
     sender = MemorySender()
     host = make_host(alisms_options={"sender": sender})
@@ -43,6 +44,7 @@ def test_the_counters_of_every_request_share_one_slot(make_host: Any) -> None:
     assert len(sender.outbox) == len(PHONES)
 
 
+@needs_cluster
 @pytest.mark.skipif(
     not CODE_STORAGE.startswith("redis+cluster://"), reason="needs Redis codes on the cluster"
 )
@@ -67,3 +69,32 @@ def test_codes_are_spread_by_phone_and_checked_on_their_node(make_host: Any) -> 
     assert int(cluster.hget(key, "left")) == tries - 1
     assert api_post(client, "register", {**payload, "code": code}).status_code == 201
     assert cluster.exists(key) == 0
+
+
+# -- the URLs, without a server: parsed into the right client ------------------------------------
+
+
+def test_sentinel_url_names_its_sentinels_and_service() -> None:
+    client = redis_client("redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2/alisms")
+    pool = client.connection_pool
+    assert pool.service_name == "alisms"
+    sentinels = [s.connection_pool.connection_kwargs for s in pool.sentinel_manager.sentinels]
+    assert [(s["host"], s["port"]) for s in sentinels] == [("10.0.0.1", 26379), ("10.0.0.2", 6379)]
+    assert all(s["password"] == "s3cret" for s in sentinels)
+
+
+def test_sentinel_url_without_a_service_is_refused() -> None:
+    with pytest.raises(ValueError, match="no Sentinel service"):
+        redis_client("redis+sentinel://10.0.0.1:26379")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "redis+sentinel://127.0.0.1:26379/alisms"],
+)
+def test_code_storage_accepts_cluster_and_sentinel_urls(url: str) -> None:
+    from flask_alisms.config import apply_defaults, validate
+
+    config: dict[str, Any] = {"SECRET_KEY": "k" * 32, "ALISMS_CODE_STORAGE": url}
+    apply_defaults(config)  # type: ignore[arg-type]
+    validate(config)  # type: ignore[arg-type]

@@ -198,18 +198,17 @@ def test_a_refusal_spends_no_other_limit(sms: tuple[Host, MemorySender]) -> None
 
 
 @pytest.mark.skipif(
-    not (LIMITER_URI or "").startswith("redis://"), reason="needs Redis limiter storage"
+    not (LIMITER_URI or "").startswith(("redis://", "redis+sentinel://")),
+    reason="needs Redis (or Sentinel) limiter storage",
 )
 def test_every_limit_of_a_send_is_one_redis_script_call(make_host: Any) -> None:
     """Five windows, one round trip: the Redis server runs exactly one script per send."""
-    import redis
-
     scripts = ("evalsha", "eval")
     sender = MemorySender()
     # Codes in the database, so that every script the server runs is a limit's.
     host = make_host(alisms_options={"sender": sender}, ALISMS_CODE_STORAGE="database")
     host.configure_sms()
-    server = redis.Redis.from_url(str(LIMITER_URI))
+    server = redis_client(str(LIMITER_URI))  # a Sentinel's: the master
     client = host.client()
     assert _send(client, PHONES[33]).status_code == 200  # loads the script once
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import time_machine
 
-from flask_alisms.flows.windows import MemoryWindows, Window
+from flask_alisms.flows.windows import EXPIRE_BUDGET, MemoryWindows, Window
 from flask_alisms.sms import MemorySender
 
 from .conftest import LIMITER_URI, api_post
@@ -73,8 +73,13 @@ def test_expired_state_is_dropped_by_later_requests_without_a_scan() -> None:
     # next request (for another number) drops it from the front of the rule's queue.
     store.acquire([Window("phone-interval", "+8613900000000", 1, 60)], T0 + 30)
     assert len(store) == 1001
+    # A request drops a bounded batch (no long pause after a quiet spell) ...
     store.acquire([Window("phone-interval", "+8613900000001", 1, 60)], T0 + 60.5)
-    assert len(store) == 2  # the two recent numbers
+    assert len(store) == 1002 - EXPIRE_BUDGET
+    # ... and the following ones the rest.
+    for n in range(1000 // EXPIRE_BUDGET):
+        store.acquire([Window("phone-interval", f"+86139100{n:05d}", 1, 60)], T0 + 60.6)
+    assert len(store) == 2 + 1000 // EXPIRE_BUDGET  # the recent numbers only
     # The expired numbers may send again.
     assert store.acquire([Window("phone-interval", "+8613800000000", 1, 60)], T0 + 61) == (0, 0.0)
 
@@ -146,3 +151,18 @@ def test_the_bound_refuses_a_new_number_through_the_api(make_host: Any) -> None:
         clock.shift(86400 - 3600)
         assert api_post(client, "send-code", {"phone": "+8613800138003"}).status_code == 200
     assert [m.phone for m in sender.outbox] == ["13800138001", "13800138002", "13800138003"]
+
+
+@pytest.mark.parametrize("value", [0, -5, "100", 2.5, True])
+def test_the_bound_must_be_a_whole_number(value: Any) -> None:
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_alisms import AliSMS
+    from flask_alisms.exceptions import ConfigurationError
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k" * 32, SQLALCHEMY_DATABASE_URI="sqlite://")
+    app.config["ALISMS_LIMITS_MEMORY_MAX_KEYS"] = value
+    with pytest.raises(ConfigurationError, match="ALISMS_LIMITS_MEMORY_MAX_KEYS"):
+        AliSMS(app, db=SQLAlchemy(app))

@@ -191,8 +191,8 @@ def redis_client(url: str) -> Any:
     credentials: dict[str, Any] = {name: unquote(value) for name, value in given if value}
     nodes = []
     for location in hosts.split(","):
-        host, _, port = location.rpartition(":")
-        nodes.append((host, int(port or 6379)))
+        host, colon, port = location.rpartition(":")
+        nodes.append((host, int(port)) if colon else (location, 6379))
     if parts.scheme == "redis+cluster":
         from redis.cluster import ClusterNode, RedisCluster
 

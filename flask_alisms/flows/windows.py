@@ -29,8 +29,12 @@ from typing import Union
 
 logger = logging.getLogger(__name__)
 
-#: Subjects per rule; about 100 bytes each once held (see benchmarks/README.md).
+#: Subjects per rule; a number held by the three phone rules costs about 400 bytes in all
+#: (benchmarks/README.md).
 DEFAULT_MAX_KEYS = 100_000
+
+#: Queue entries a request may drop per rule (see _RuleState.expire).
+EXPIRE_BUDGET = 64
 
 #: One subject's pushes, oldest first: a bare float for one push (most subjects) saves a list.
 _Times = Union[float, list]
@@ -46,11 +50,18 @@ class _RuleState:
     queue_subjects: deque[str] = field(default_factory=deque)
     warned_at: float = 0.0
 
-    def expire(self, now: float) -> None:
-        """Drop the subjects whose newest push is out of the window: O(what expired)."""
+    def expire(self, now: float, budget: int | None = EXPIRE_BUDGET) -> None:
+        """Drop the subjects whose newest push is out of the window, oldest first.
+
+        At most ``budget`` queue entries a call, so that no request pays for a long quiet
+        spell: each push adds one entry and each request may drop several, so the queue
+        never falls behind. State past its window that is still held counts for nothing.
+        """
         times, subjects, held = self.queue_times, self.queue_subjects, self.subjects
         edge = now - self.window
-        while times and times[0] < edge:
+        left = len(times) if budget is None else budget
+        while times and times[0] < edge and left > 0:
+            left -= 1
             times.popleft()
             subject = subjects.popleft()
             value = held.get(subject)
@@ -109,6 +120,8 @@ class MemoryWindows:
                 if item.limit < 1:
                     return index, now + item.window
                 value = state.subjects.get(item.subject)
+                if value is None and len(state.subjects) >= self.max_keys:
+                    state.expire(now, budget=None)  # full: first drop all that expired
                 if value is None:
                     if len(state.subjects) >= self.max_keys:
                         self._warn_full(item.name, state, now)

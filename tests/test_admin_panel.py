@@ -197,3 +197,13 @@ def test_send_failure_categories_are_in_words(ready_host: Host, emulator: Any) -
     assert "Account balance or quota" in log
     chinese = client.get("/alisms/admin/log", headers={"Accept-Language": "zh-CN"})
     assert "账户余额或额度" in chinese.get_data(as_text=True)
+
+
+def test_every_parameter_belongs_to_a_section_of_the_panel() -> None:
+    """GROUPS lists the panel's sections; a parameter naming another group would end up in a
+    catch-all "Other settings" section: give it one of these instead."""
+    from flask_alisms.parameters import GROUPS, PARAMETERS
+
+    assert list(GROUPS) == ["aliyun", "registration", "codes", "limits", "phones"]
+    strays = {p.key: p.group for p in PARAMETERS.values() if p.group not in GROUPS}
+    assert not strays, f"parameters outside GROUPS: {strays}"

@@ -246,6 +246,7 @@ def test_quick_start_runs_as_printed(tmp_path: Path) -> None:
     env = _environment(tmp_path, ADMIN_PHONE=admin.group(1), ADMIN_PASSWORD=admin.group(2))
     output = _run(["bash", "-c", _session_script("quickstart", _free_port())], tmp_path, env)
     assert "Sent to +86138****8000" in output  # the test SMS reached the emulator
+    assert re.search(r"SMS to 138\*\*\*\*8000 【阿里云短信测试】 SMS_154950909 code=\d{6}", output)
     assert "Ready: mobile registration is open." in output
     assert "probe: panel, sign-in" in output
     assert "13800138000" not in output.replace("+8613800138000", "")  # no stray number

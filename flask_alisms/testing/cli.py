@@ -10,6 +10,7 @@ import argparse
 import time
 from collections.abc import Sequence
 
+from .actions import AcceptedMessage
 from .emulator import DysmsapiEmulator
 
 __all__ = ["main"]
@@ -18,6 +19,17 @@ __all__ = ["main"]
 def _parse_template(spec: str) -> tuple[str, tuple[str, ...]]:
     code, _, names = spec.partition(":")
     return code, tuple(name for name in names.split(",") if name)
+
+
+def _masked(number: str) -> str:
+    return f"{number[:3]}****{number[-4:]}" if len(number) > 7 else "****"
+
+
+def _describe(message: AcceptedMessage) -> str:
+    """One accepted SMS for the console: what a developer needs to go on (the code)."""
+    params = " ".join(f"{name}={value}" for name, value in message.template_param.items())
+    numbers = ",".join(_masked(number) for number in message.numbers)
+    return f"SMS to {numbers} 【{message.sign_name}】 {message.template_code} {params}".rstrip()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -54,8 +66,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"  access keys: {', '.join(emulator.access_keys)}", flush=True)
         print(f"  signatures:  {', '.join(sorted(emulator.sign_names))}", flush=True)
         print(f"  templates:   {', '.join(emulator.templates)}", flush=True)
+        print("  each accepted SMS is printed here, as a phone would show it", flush=True)
         try:
+            seen = 0
             while True:
-                time.sleep(3600)
+                time.sleep(0.2)
+                messages = emulator.messages
+                for message in messages[seen:]:
+                    print(_describe(message), flush=True)
+                seen = len(messages)
         except KeyboardInterrupt:
             print("stopping", flush=True)

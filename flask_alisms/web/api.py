@@ -106,8 +106,9 @@ def api_reset_password() -> Response:
 def api_login() -> Response:
     """Sign in with a phone and its code: ``{"user_id", "created"}``."""
     data, phone = api_input()
-    result = _run_account_flow(accounts.login_by_code, phone, data.get("code"))
-    assert isinstance(result, accounts.LoginResult)
+    result: accounts.LoginResult = _run_account_flow(
+        accounts.login_by_code, phone, data.get("code")
+    )
     return jsonify({"user_id": result.user_id, "created": result.created})
 
 
@@ -134,7 +135,7 @@ def api_phone_change() -> Response:
     check_csrf_header()
     user = _signed_in_user()
     phone = phone_from(data)
-    change = _run_account_flow(
+    change: accounts.PhoneChange = _run_account_flow(
         lambda phone, code: accounts.change_phone(user, phone, code), phone, data.get("code")
     )
     return jsonify({"phone": change.phone.e164})

@@ -98,6 +98,7 @@ def test_login_switch_refused_while_aliyun_is_incomplete(host: Host) -> None:
     host.set_params(server__enable_mobile_login="true")
     with host.app.app_context():
         assert host.alisms.mobile_login_open()
+    assert host.client().get("/alisms/api/status").get_json()["mobile_login_open"] is True
 
 
 def test_login_by_code_end_to_end(login_host: Host, emulator: DysmsapiEmulator) -> None:

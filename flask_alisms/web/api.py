@@ -61,6 +61,7 @@ def api_status() -> Response:
     return jsonify(
         {
             "mobile_registration_open": state.mobile_registration_open(),
+            "mobile_login_open": state.mobile_login_open(),
             "code_length": values.code_length,
             "resend_interval": values.resend_interval,
             "country_codes": list(values.allowed_country_codes),

@@ -124,3 +124,30 @@ def test_database_url_and_flask_prefixed_variables(
         .config["SQLALCHEMY_DATABASE_URI"]
         .endswith("flask.db")
     )
+
+
+def test_sign_in_by_code_and_phone_change_on_the_example(example: Any) -> None:
+    client = example.test_client()
+    assert client.get("/account").status_code == 302  # signed out: to the login page
+    login_page = client.get("/login").get_data(as_text=True)
+    assert 'href="/alisms/login"' in login_page  # the sign-in-by-code part of the page
+    sender = example.extensions["alisms"].sender
+    sent = api_post(client, "send-code", {"phone": "+8613800138000", "purpose": "login"})
+    assert sent.get_json()["sent"] is True
+    code = sender.last_param("13800138000")
+    answer = api_post(client, "login", {"phone": "+8613800138000", "code": code})
+    assert answer.status_code == 200 and answer.get_json()["created"] is True
+    # No password yet: the password form refuses, it does not crash.
+    token = form_token(client.get("/login").get_data(as_text=True))
+    refused = client.post(
+        "/login", data={"csrf_token": token, "phone": "13800138000", "password": "x1x1x1x1"}
+    )
+    assert refused.status_code == 200
+    assert "Wrong number or password." in refused.get_data(as_text=True)
+    account = client.get("/account").get_data(as_text=True)
+    assert "+86138****8000" in account and 'href="/alisms/account/phone"' in account
+    assert api_post(client, "phone/send-code", {"phone": "+8613900139000"}).status_code == 200
+    code = sender.last_param("13900139000")
+    changed = api_post(client, "phone", {"phone": "+8613900139000", "code": code})
+    assert changed.get_json() == {"phone": "+8613900139000"}
+    assert "+86139****9000" in client.get("/account").get_data(as_text=True)

@@ -98,6 +98,7 @@ def test_login_switch_refused_while_aliyun_is_incomplete(host: Host) -> None:
     host.set_params(server__enable_mobile_login="true")
     with host.app.app_context():
         assert host.alisms.mobile_login_open()
+    assert host.client().get("/alisms/api/status").get_json()["mobile_login_open"] is True
 
 
 def test_login_by_code_end_to_end(login_host: Host, emulator: DysmsapiEmulator) -> None:
@@ -325,6 +326,29 @@ def test_phone_change_needs_a_signed_in_user(
     assert emulator.messages == [] and _log(ready_host) == []
 
 
+def test_phone_change_bad_input_writes_nothing(
+    ready_host: Host, emulator: DysmsapiEmulator
+) -> None:
+    user_id = _add_user(_with_user_loader(ready_host))
+    client = _signed_in_client(ready_host, user_id)
+    for path, payload in (
+        ("phone/send-code", {"phone": "12"}),
+        ("phone/send-code", {"phone": ["+8613900139000"]}),
+        ("phone/send-code", {"phone": "+1 202 555 0100"}),
+        ("phone", {"phone": "nope", "code": "123456"}),
+        ("phone", {"code": "123456"}),
+    ):
+        response = api_post(client, path, payload)
+        assert response.status_code == 400, (path, payload)
+        assert response.get_json()["error"] in ("invalid_phone", "country_not_allowed")
+    response = api_post(client, "phone", {"phone": OTHER_PHONE, "code": {"x": 1}})
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_code"
+    response = client.post("/alisms/api/phone", data="nonsense", content_type="application/json")
+    assert response.status_code == 400
+    assert emulator.messages == [] and _log(ready_host) == []
+    assert _users(ready_host) == [(PHONE, "x")]
+
+
 def test_phone_change_end_to_end_with_notice(
     ready_host: Host, emulator: DysmsapiEmulator
 ) -> None:
@@ -432,6 +456,23 @@ def test_phone_page_changes_the_number(ready_host: Host, emulator: DysmsapiEmula
     assert done.status_code == 302
     assert _users(ready_host) == [(OTHER_PHONE, "x")]
     assert "+86139****9000" in client.get(done.headers["Location"]).get_data(as_text=True)
+
+
+def test_phone_page_says_taken_after_the_code(
+    ready_host: Host, emulator: DysmsapiEmulator
+) -> None:
+    user_id = _add_user(_with_user_loader(ready_host))
+    _add_user(ready_host, OTHER_PHONE)
+    client = _signed_in_client(ready_host, user_id)
+    html = client.get("/alisms/account/phone").get_data(as_text=True)
+    form = {"csrf_token": form_token(html), "country_code": "86", "phone": "13900139000"}
+    assert client.post("/alisms/account/phone", data={**form, "send": "1"}).status_code == 200
+    code = emulator.last_param("13900139000")
+    taken = client.post("/alisms/account/phone", data={**form, "code": code, "submit": "1"})
+    assert taken.status_code == 409
+    page = taken.get_data(as_text=True)
+    assert 'id="phone-errors"' in page and "belongs to another account" in page
+    assert sorted(_users(ready_host)) == sorted([(PHONE, "x"), (OTHER_PHONE, "x")])
 
 
 def test_cli_check_tells_sign_in_and_test_numbers(login_host: Host) -> None:

@@ -410,6 +410,7 @@ def test_status_endpoint_for_spas(ready_host: Host) -> None:
     body = ready_host.client().get("/alisms/api/status").get_json()
     assert body == {
         "mobile_registration_open": True,
+        "mobile_login_open": False,
         "code_length": 6,
         "resend_interval": 60,
         "country_codes": [86],

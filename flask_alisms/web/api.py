@@ -62,6 +62,7 @@ def api_status() -> Response:
     return jsonify(
         {
             "mobile_registration_open": state.mobile_registration_open(),
+            "mobile_login_open": state.mobile_login_open(),
             "code_length": values.code_length,
             "resend_interval": values.resend_interval,
             "country_codes": list(values.allowed_country_codes),
@@ -116,8 +117,9 @@ def api_reset_password() -> Response:
 def api_login() -> Response:
     """Sign in with a phone and its code: ``{"user_id", "created"}``."""
     data, phone = api_input()
-    result = _run_account_flow(accounts.login_by_code, phone, data.get("code"))
-    assert isinstance(result, accounts.LoginResult)
+    result: accounts.LoginResult = _run_account_flow(
+        accounts.login_by_code, phone, data.get("code")
+    )
     return jsonify({"user_id": result.user_id, "created": result.created})
 
 
@@ -144,7 +146,7 @@ def api_phone_change() -> Response:
     check_csrf_header()
     user = _signed_in_user()
     phone = phone_from(data)
-    change = _run_account_flow(
+    change: accounts.PhoneChange = _run_account_flow(
         lambda phone, code: accounts.change_phone(user, phone, code), phone, data.get("code")
     )
     return jsonify({"phone": change.phone.e164})

@@ -203,7 +203,11 @@ def _code_only_page(
             try:
                 return finish(form)
             except AccountError as exc:
-                status, headers = _show_account_error(form, exc)
+                if exc.reason == "phone_taken":  # about the number, not the code
+                    form.phone.errors = [*form.phone.errors, exc.message]
+                    status = STATUS[exc.reason]
+                else:
+                    status, headers = _show_account_error(form, exc)
     page = render_template(
         template,
         form=form,

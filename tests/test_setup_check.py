@@ -253,3 +253,12 @@ def test_remote_lines_and_totals_page_are_translated(
     emulator.stop()
     runner.invoke(args=["alisms", "check", "--remote"])
     check_page(client.get("/alisms/admin/").get_data(as_text=True), locale, "could not check")
+
+
+def test_saving_other_parameters_does_not_ask_again(host: Host, emulator: DysmsapiEmulator) -> None:
+    _save(host, **_fill())
+    served = emulator.requests_served
+    _, response = _save(host, sms__code_length="4")
+    assert "Saved: sms.code_length" in response.get_data(as_text=True)
+    assert emulator.requests_served == served
+    assert "Template: approved by Aliyun" in _checklist(response.get_data(as_text=True))

@@ -15,7 +15,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 
 from .. import signals
 from ..exceptions import InvalidParameter
-from ..flows import verification
+from ..flows import reconcile, verification
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
 from ..models import utcnow
@@ -103,8 +103,6 @@ def admin_recheck() -> Any:
 @admin_required
 def admin_reconciliation() -> Any:
     """Aliyun's daily totals beside the send log's, as `flask alisms stats sync` stored them."""
-    from ..flows import reconcile
-
     return render_template(
         "alisms/admin/reconciliation.html",
         days=reconcile.stored_days(get_state()),

@@ -131,3 +131,19 @@ def test_gunicorn_style_processes_are_summed(tmp_path: Any) -> None:
     ).stdout
     assert 'alisms_sms_sends_total{purpose="reset",result="OK"} 5.0' in out
     assert 'alisms_sms_send_seconds_count{purpose="reset"} 5.0' in out
+
+
+def test_send_refused_signal_carries_no_number(ready_host: Host) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        seen.append(kwargs)
+
+    signals.send_refused.connect(receiver, sender=ready_host.app)
+    try:
+        client = ready_host.client()
+        assert api_post(client, "send-code", {"phone": PHONE}).status_code == 200
+        assert api_post(client, "send-code", {"phone": PHONE}).status_code == 429
+    finally:
+        signals.send_refused.disconnect(receiver, sender=ready_host.app)
+    assert seen == [{"purpose": "register", "rule": "phone"}]

@@ -188,6 +188,16 @@ def test_other_senders_show_no_remote_lines(make_host: Any) -> None:
     host.configure_sms()
     page = host.client("root").get("/alisms/admin/").get_data(as_text=True)
     assert 'id="remote-heading"' not in page
+    result = host.app.test_cli_runner().invoke(args=["alisms", "check", "--remote"])
+    assert "Aliyun check: skipped" in result.output
+
+
+@pytest.mark.parametrize("value", [0, -1, "3", True])
+def test_check_timeout_must_be_positive_seconds(make_host: Any, value: Any) -> None:
+    from flask_alisms.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="ALISMS_REMOTE_CHECK_TIMEOUT"):
+        make_host(ALISMS_REMOTE_CHECK_TIMEOUT=value)
 
 
 def test_cli_check_remote(ready_host: Host, emulator: DysmsapiEmulator) -> None:
@@ -253,3 +263,12 @@ def test_remote_lines_and_totals_page_are_translated(
     emulator.stop()
     runner.invoke(args=["alisms", "check", "--remote"])
     check_page(client.get("/alisms/admin/").get_data(as_text=True), locale, "could not check")
+
+
+def test_saving_other_parameters_does_not_ask_again(host: Host, emulator: DysmsapiEmulator) -> None:
+    _save(host, **_fill())
+    served = emulator.requests_served
+    _, response = _save(host, sms__code_length="4")
+    assert "Saved: sms.code_length" in response.get_data(as_text=True)
+    assert emulator.requests_served == served
+    assert "Template: approved by Aliyun" in _checklist(response.get_data(as_text=True))

@@ -29,7 +29,7 @@ from werkzeug.routing import BuildError
 
 from .. import signals
 from ..exceptions import InvalidParameter
-from ..flows import receipts, sendlog, verification
+from ..flows import receipts, reconcile, sendlog, verification
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
 from ..models import utcnow
@@ -154,8 +154,6 @@ def admin_recheck() -> Any:
 @admin_required
 def admin_reconciliation() -> Any:
     """Aliyun's daily totals beside the send log's, as `flask alisms stats sync` stored them."""
-    from ..flows import reconcile
-
     return render_template(
         "alisms/admin/reconciliation.html",
         days=reconcile.stored_days(get_state()),

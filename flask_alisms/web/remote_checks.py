@@ -15,7 +15,7 @@ from wtforms import SubmitField
 from ..flows import setup_check
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
-from ..sms import explain
+from ..sms import AliyunSender, explain
 from ..sms.account import Verdict
 from ..state import AliSMSState, get_state
 from .forms import TranslatedMeta
@@ -126,8 +126,6 @@ def _words(line: setup_check.Line, param_name: str) -> dict[str, Any]:
 
 def remote_checklist(state: AliSMSState) -> dict[str, Any] | None:
     """The stored Aliyun answer as checklist items, or None when there is nothing to show."""
-    from ..sms import AliyunSender
-
     if not isinstance(state.sender, AliyunSender) or not state.params.values().sms_ready:
         return None
     report = setup_check.cached(state)

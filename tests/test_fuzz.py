@@ -323,7 +323,7 @@ COVERED = {
     "/alisms/api/<path:rest>": "/alisms/api/<anything>",
     "/alisms/api/": "/alisms/api/",
     "/alisms/human-check/image/<nonce>": "/alisms/human-check/image/<anything>",
-    **{path: path for path in API_POSTS + API_GETS + PAGES + ADMIN},
+    **{path: path for path in API_POSTS + API_GETS + PAGES + ADMIN + ADMIN_ACTIONS},
     ADMIN_CSV: ADMIN_CSV,
     ADMIN_TOKEN: ADMIN_TOKEN,
     HOOK: HOOK,

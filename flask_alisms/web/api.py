@@ -78,23 +78,7 @@ def api_send_code() -> Response:
             400, "invalid_purpose", _("purpose must be 'register', 'reset' or 'login'.")
         )
     require_human_check_api(data, str(purpose))
-    try:
-        outcome = verification.request_code(phone, str(purpose), client_ip())
-    except GateClosed as exc:
-        raise gate_error(exc) from None
-    if outcome.refusal is not None:
-        raise throttled(outcome.refusal.retry_after)
-    if not outcome.sent:
-        raise ApiError(
-            503,
-            "sms_unavailable",
-            verification.failure_message(outcome),
-            retry_after=outcome.resend_after,
-        )
-    answer: dict[str, Any] = {"sent": True, "resend_after": outcome.resend_after}
-    if outcome.maybe_late:
-        answer.update(maybe_late=True, message=verification.late_message())
-    return jsonify(answer)
+    return _send_code(phone, str(purpose))
 
 
 def api_register() -> Response:
@@ -120,7 +104,9 @@ def api_login() -> Response:
     result: accounts.LoginResult = _run_account_flow(
         accounts.login_by_code, phone, data.get("code")
     )
-    return jsonify({"user_id": result.user_id, "created": result.created})
+    return jsonify(
+        {"user_id": result.user_id, "created": result.created, "csrf_token": _renewed_csrf_token()}
+    )
 
 
 def api_phone_send_code() -> Response:
@@ -129,15 +115,8 @@ def api_phone_send_code() -> Response:
     check_csrf_header()
     _signed_in_user()
     phone = phone_from(data)
-    try:
-        outcome = verification.request_code(phone, "change_phone", client_ip())
-    except GateClosed as exc:
-        raise gate_error(exc) from None
-    if outcome.refusal is not None:
-        raise throttled(outcome.refusal.retry_after)
-    if not outcome.sent:
-        raise ApiError(502, "sms_failed", verification.failure_message(outcome))
-    return jsonify({"sent": True, "resend_after": outcome.resend_after})
+    require_human_check_api(data, "change_phone")
+    return _send_code(phone, "change_phone")
 
 
 def api_phone_change() -> Response:
@@ -153,6 +132,27 @@ def api_phone_change() -> Response:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _send_code(phone: Any, purpose: str) -> Response:
+    """One answer for every send-code route: sent (perhaps late), refused, or unavailable."""
+    try:
+        outcome = verification.request_code(phone, purpose, client_ip())
+    except GateClosed as exc:
+        raise gate_error(exc) from None
+    if outcome.refusal is not None:
+        raise throttled(outcome.refusal.retry_after)
+    if not outcome.sent:
+        raise ApiError(
+            503,
+            "sms_unavailable",
+            verification.failure_message(outcome),
+            retry_after=outcome.resend_after,
+        )
+    answer: dict[str, Any] = {"sent": True, "resend_after": outcome.resend_after}
+    if outcome.maybe_late:
+        answer.update(maybe_late=True, message=verification.late_message())
+    return jsonify(answer)
 
 
 def _renewed_csrf_token() -> str:

@@ -49,13 +49,13 @@ def require_human_check_api(data: dict[str, Any], purpose: str) -> None:
     except HumanCheckUnavailable:
         raise ApiError(503, "human_check_unavailable", unavailable_message()) from None
     except HumanCheckRequired as exc:
-        error = "human_check_required" if exc.reason == "missing" else "human_check_failed"
+        message, challenge = refusal_message(exc.reason), gate.new_challenge()
+        if exc.reason == "missing":
+            raise ApiError(
+                400, "human_check_required", message, reason=exc.reason, human_check=challenge
+            ) from None
         raise ApiError(
-            400,
-            error,
-            refusal_message(exc.reason),
-            reason=exc.reason,
-            human_check=gate.new_challenge(),
+            400, "human_check_failed", message, reason=exc.reason, human_check=challenge
         ) from None
 
 

@@ -18,9 +18,17 @@ ERRORS: dict[str, tuple[int, str]] = {
     "csrf_failed": (400, "X-CSRFToken header missing, expired or of another session."),
     "invalid_phone": (400, "Not a mobile number."),
     "country_not_allowed": (400, "The number's country code is not allowed."),
-    "invalid_purpose": (400, "purpose is neither register nor reset."),
+    "invalid_purpose": (400, "purpose is not register, reset or login."),
+    "human_check_required": (400, "Solve the challenge in human_check, then send it back."),
+    "human_check_failed": (
+        400,
+        "The human check's answer was wrong or expired; a new one is in human_check.",
+    ),
+    "not_signed_in": (401, "Nobody is signed in."),
+    "reauthentication_required": (401, "Sign in again before changing the phone number."),
     "invalid_code": (400, "Wrong, expired, used or burnt code (one answer for all)."),
     "registration_disabled": (403, "Registration by phone is switched off."),
+    "login_disabled": (403, "Sign-in by SMS code is switched off."),
     "not_found": (404, "No such API route."),
     "method_not_allowed": (405, "Wrong method; see the Allow header."),
     "phone_taken": (409, "The number has an account already."),
@@ -29,11 +37,13 @@ ERRORS: dict[str, tuple[int, str]] = {
     "invalid_field": (422, "An extra sign-up field is invalid; field names it."),
     "rate_limited": (429, "A send or check limit is reached; see Retry-After."),
     "too_many_attempts": (429, "Too many wrong codes; see Retry-After."),
-    "sms_failed": (502, "Aliyun refused or could not be reached."),
     "sms_not_configured": (503, "The Aliyun parameters are not filled in."),
     "service_unavailable": (503, "The limit or code storage is down; try again shortly."),
     "registration_failed": (503, "The account could not be created; request a new code."),
     "reset_failed": (503, "The password could not be changed; request a new code."),
+    "phone_change_failed": (503, "The number could not be changed; request a new code."),
+    "sms_unavailable": (503, "The SMS could not be sent (the provider fails); see Retry-After."),
+    "human_check_unavailable": (503, "The human check's provider did not answer; try again."),
 }
 
 #: What every POST can answer before its own checks.
@@ -58,6 +68,29 @@ _ACCOUNT_ERRORS = (
 _PHONE = {"type": "string", "description": "E.164 (+8613800138000) or national with country_code"}
 _COUNTRY = {"type": ["string", "integer"], "description": "Calling code for a national number"}
 _CSRF = {"type": "string", "description": "The renewed session's CSRF token: use it from now on"}
+_HUMAN = {
+    "type": "string",
+    "description": "The answer to the human check, when an earlier answer asked for one",
+}
+_SENT = {
+    "sent": {"const": True},
+    "resend_after": {"type": "integer"},
+    "maybe_late": {
+        "type": "boolean",
+        "description": "Aliyun answered too slowly: the SMS may be late",
+    },
+    "message": {"type": "string"},
+}
+_SEND_ERRORS = (
+    *_POST_ERRORS,
+    "sms_not_configured",
+    "rate_limited",
+    "sms_unavailable",
+    "human_check_required",
+    "human_check_failed",
+    "human_check_unavailable",
+)
+_SIGNED_IN = ("not_signed_in", "reauthentication_required")
 
 #: (path below the prefix, method) -> the operation. ``body``/``answer`` are JSON Schemas.
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
@@ -72,6 +105,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "status": 200,
         "answer": {
             "mobile_registration_open": {"type": "boolean"},
+            "mobile_login_open": {"type": "boolean"},
             "code_length": {"type": "integer"},
             "resend_interval": {"type": "integer"},
             "country_codes": {"type": "array", "items": {"type": "integer"}},
@@ -89,18 +123,17 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "body": {
             "phone": _PHONE,
             "country_code": _COUNTRY,
-            "purpose": {"enum": ["register", "reset"], "default": "register"},
+            "purpose": {"enum": ["register", "reset", "login"], "default": "register"},
+            "human_check": _HUMAN,
         },
         "required": ["phone"],
         "status": 200,
-        "answer": {"sent": {"const": True}, "resend_after": {"type": "integer"}},
+        "answer": _SENT,
         "errors": (
-            *_POST_ERRORS,
+            *_SEND_ERRORS,
             "invalid_purpose",
             "registration_disabled",
-            "sms_not_configured",
-            "rate_limited",
-            "sms_failed",
+            "login_disabled",
         ),
     },
     ("/api/register", "post"): {
@@ -129,6 +162,43 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "status": 200,
         "answer": {"reset": {"const": True}, "user_id": {}, "csrf_token": _CSRF},
         "errors": (*_ACCOUNT_ERRORS, "reset_failed"),
+    },
+    ("/api/login", "post"): {
+        "summary": "Sign in with the code, no password; may create the account (session renewed).",
+        "body": {"phone": _PHONE, "country_code": _COUNTRY, "code": {"type": "string"}},
+        "required": ["phone", "code"],
+        "status": 200,
+        "answer": {"user_id": {}, "created": {"type": "boolean"}, "csrf_token": _CSRF},
+        "errors": tuple(
+            code
+            for code in (*_ACCOUNT_ERRORS, "login_disabled", "registration_failed")
+            if code not in ("registration_disabled", "weak_password")
+        ),
+    },
+    ("/api/phone/send-code", "post"): {
+        "summary": "Send a code to the number the signed-in user wants as theirs.",
+        "body": {"phone": _PHONE, "country_code": _COUNTRY, "human_check": _HUMAN},
+        "required": ["phone"],
+        "status": 200,
+        "answer": _SENT,
+        "errors": (*_SEND_ERRORS, *_SIGNED_IN),
+    },
+    ("/api/phone", "post"): {
+        "summary": "Give the signed-in user the number the code verifies.",
+        "body": {"phone": _PHONE, "country_code": _COUNTRY, "code": {"type": "string"}},
+        "required": ["phone", "code"],
+        "status": 200,
+        "answer": {"phone": {"type": "string", "description": "E.164"}},
+        "errors": (
+            *_POST_ERRORS,
+            *_SIGNED_IN,
+            "sms_not_configured",
+            "invalid_code",
+            "too_many_attempts",
+            "rate_limited",
+            "phone_taken",
+            "phone_change_failed",
+        ),
     },
 }
 

@@ -20,14 +20,13 @@ import sqlalchemy as sa
 from flask import Flask, Response, flash, redirect, render_template, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect, FlaskForm
-from limits import RateLimitItemPerHour, RateLimitItemPerMinute
-from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import BadRequest, ServiceUnavailable
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length
 
 from flask_alisms import AliSMS, SQLAlchemyUserAdapter
+from flask_alisms.flows.throttle import Rule
 from flask_alisms.i18n import current_language, gettext, lazy_gettext, ngettext
 from flask_alisms.phones import InvalidPhone, mask, parse_phone
 from flask_alisms.state import get_state
@@ -77,8 +76,15 @@ SECURITY_HEADERS = {
 
 #: Password sign-in budgets, in the limits storage the extension uses: every attempt per
 #: address, failures per number (counted the same for unknown numbers, so a 429 tells nothing).
-LOGIN_PER_IP = RateLimitItemPerMinute(10)
-LOGIN_FAILURES_PER_NUMBER = RateLimitItemPerHour(10)
+LOGIN_PER_IP = ("example-login-ip", 10, 60)
+LOGIN_FAILURES_PER_NUMBER = ("example-login-failures", 10, 3600)
+
+
+def _login_rule(budget: tuple[str, int, int], subject: str) -> Rule:
+    """One of the sign-in budgets for ``subject``, keyed by a digest (no number in Redis)."""
+    name, limit, window = budget
+    digest = get_state().keyring.subject_digest(name, subject)
+    return Rule("example", name, digest, limit, window)
 
 #: Hashed once at start: an unknown number costs the same hash check as a known one.
 _DUMMY_HASH: list[str] = []
@@ -223,11 +229,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                 ).e164
             except InvalidPhone:
                 parsed = None
-            limiter = MovingWindowRateLimiter(get_state().throttle.storage)
-            who = ("example-login", parsed or number)
+            throttle = get_state().throttle
+            failures = _login_rule(LOGIN_FAILURES_PER_NUMBER, parsed or number)
             try:
-                allowed = limiter.hit(LOGIN_PER_IP, "example-login-ip", request.remote_addr or "")
-                allowed = allowed and limiter.test(LOGIN_FAILURES_PER_NUMBER, *who)
+                allowed = throttle.hit([_login_rule(LOGIN_PER_IP, request.remote_addr or "")])
+                allowed = allowed is None and throttle.counts([failures])[0] < failures.limit
             except Exception:  # any storage driver's error: fail closed
                 app.logger.error("Limiter storage unavailable: password sign-in refused")
                 return render_template("example/login.html", form=form), 503
@@ -247,7 +253,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                 login(user)
                 return redirect(local_redirect_target(url_for("index")))
             with contextlib.suppress(Exception):
-                limiter.hit(LOGIN_FAILURES_PER_NUMBER, *who)
+                throttle.hit([failures])
             form.password.errors.append(gettext("Wrong number or password."))
         return render_template("example/login.html", form=form)
 

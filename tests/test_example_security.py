@@ -169,15 +169,16 @@ def test_sign_ins_per_address_are_limited(example: Any) -> None:
 def test_limiter_storage_down_refuses_sign_in(
     example: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from flask_alisms.exceptions import LimiterUnavailable
     from flask_alisms.state import get_state
 
     with example.app_context():
-        storage = get_state().throttle.storage
+        throttle = get_state().throttle
 
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise ConnectionError("storage down")
+    def broken(*args: Any, **kwargs: Any) -> Any:  # what any storage's failure turns into
+        raise LimiterUnavailable("storage down")
 
-    monkeypatch.setattr(storage, "acquire_entry", broken)
+    monkeypatch.setattr(throttle, "_apply", broken)
     response = _sign_in(example.test_client(), PHONE[3:], PASSWORD)
     assert response.status_code == 503
     assert not _signed_in(example.test_client())

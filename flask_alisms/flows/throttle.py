@@ -141,6 +141,19 @@ class Throttle:
         """Spend one send from every budget that covers this phone, purpose and client."""
         return self._apply(send_rules(self._params.values(), phone, client, purpose))
 
+    def hit(self, rules: Sequence[Rule]) -> Refusal | None:
+        """Spend one event from each of a host's own ``rules``, all or nothing.
+
+        The same storage, scripts and guarantees as the extension's budgets, for a host's
+        budgets of its own (the example site's password sign-in). Use keyed digests as
+        subjects, never raw numbers; raises :class:`LimiterUnavailable` like a send.
+        """
+        return self._apply(rules)
+
+    def counts(self, rules: Sequence[Rule]) -> list[int]:
+        """How many events each rule's window holds now, spending nothing."""
+        return peek_counts(self, rules)
+
     def hit_verify(self, phone: str) -> Refusal | None:
         """Spend one code check for this phone, bounding guesses across several codes."""
         values = self._params.values()

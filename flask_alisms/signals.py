@@ -25,3 +25,8 @@ user_registered = _signals.signal("alisms.user-registered")
 password_reset = _signals.signal("alisms.password-reset")
 #: An admin changed parameters. Extra: ``keys`` and ``actor``; never values.
 parameters_changed = _signals.signal("alisms.parameters-changed")
+#: Send-code brought a solved human check, now spent. Extra: ``kind``, ``client_ip``.
+human_check_passed = _signals.signal("alisms.human-check-passed")
+#: Send-code was held back for a human check. Extra: ``kind``, ``reason`` ("missing",
+#: "expired", "reused", "wrong" or "unavailable"), ``client_ip``.
+human_check_refused = _signals.signal("alisms.human-check-refused")

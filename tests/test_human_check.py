@@ -309,3 +309,27 @@ def test_a_hosts_own_check_by_import_path(make_host: Any, emulator: DysmsapiEmul
     assert send(client, answer="thanks").get_json()["reason"] == "wrong"
     assert send(client, answer="please").status_code == 200
     assert len(emulator.messages) == 1
+
+
+def test_signals_tell_passes_and_refusals_without_the_answer(
+    always_host: Host, emulator: DysmsapiEmulator
+) -> None:
+    from flask_alisms import signals
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def passed(app: Any, **extra: Any) -> None:
+        seen.append(("passed", extra))
+
+    def refused(app: Any, **extra: Any) -> None:
+        seen.append(("refused", extra))
+
+    client = always_host.client()
+    with signals.human_check_passed.connected_to(
+        passed, always_host.app
+    ), signals.human_check_refused.connected_to(refused, always_host.app):
+        answer = solve(always_host, challenge_from(client))
+        assert send(client, answer=answer).status_code == 200
+    ip = {"kind": "image", "client_ip": "127.0.0.1"}
+    assert seen == [("refused", {**ip, "reason": "missing"}), ("passed", ip)]
+    assert answer not in repr(seen)

@@ -151,3 +151,18 @@ def test_page_in_chinese(user_host: Host) -> None:
         "/alisms/register", data=send_form(html, "13900139000"), headers=headers
     )
     assert "請先完成下方的驗證" in response.get_data(as_text=True)
+
+
+def test_limiter_down_keeps_the_page_and_refuses_the_send(
+    make_host: Any, emulator: DysmsapiEmulator
+) -> None:
+    host = make_host(ALISMS_LIMITER_STORAGE_URI="redis://127.0.0.1:1/0")
+    host.configure_sms()
+    host.set_params(human_check__mode="adaptive")
+    client = host.client()
+    page = client.get("/alisms/register")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    response = client.post("/alisms/register", data=send_form(html, "13700137000"))
+    assert response.status_code == 503
+    assert emulator.messages == []

@@ -333,3 +333,36 @@ def test_signals_tell_passes_and_refusals_without_the_answer(
     ip = {"kind": "image", "client_ip": "127.0.0.1"}
     assert seen == [("refused", {**ip, "reason": "missing"}), ("passed", ip)]
     assert answer not in repr(seen)
+
+
+def test_one_solved_check_one_send_under_concurrency(
+    always_host: Host, emulator: DysmsapiEmulator
+) -> None:
+    """Eight copies of one session post the same right answer at once: one send goes out."""
+    import threading
+
+    from .conftest import csrf_token
+
+    client = always_host.client()
+    answer = solve(always_host, challenge_from(client))
+    token, cookie = csrf_token(client), client.get_cookie("session").value
+    barrier, statuses = threading.Barrier(8), []
+
+    def post(n: int) -> None:
+        copy = always_host.app.test_client()
+        copy.set_cookie("session", cookie)
+        barrier.wait()
+        response = copy.post(
+            "/alisms/api/send-code",
+            json={"phone": f"+86137001370{n:02d}", "human_check": answer},
+            headers={"X-CSRFToken": token},
+        )
+        statuses.append((response.status_code, (response.get_json() or {}).get("reason")))
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(statuses, key=str) == sorted([(200, None)] + [(400, "reused")] * 7, key=str)
+    assert len(emulator.messages) == 1

@@ -366,3 +366,22 @@ def test_one_solved_check_one_send_under_concurrency(
         thread.join(timeout=30)
     assert sorted(statuses, key=str) == sorted([(200, None)] + [(400, "reused")] * 7, key=str)
     assert len(emulator.messages) == 1
+
+
+def test_pillow_loads_with_the_first_picture_only() -> None:
+    """Installing the extension costs a host nothing until a captcha is drawn."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, flask_alisms, flask_alisms.extension, flask_alisms.web\n"
+        "from flask_alisms.flows.human import ImageCaptcha\n"
+        "check = ImageCaptcha('key')\n"
+        "print('PIL' in sys.modules, 'captcha' in sys.modules)\n"
+        "check.render('nonce')\n"
+        "print('PIL' in sys.modules, 'captcha' in sys.modules)\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split("\n")[:2] == ["False False", "True True"]

@@ -41,3 +41,8 @@ send_refused = _signals.signal("alisms.send-refused")
 #: A delivery receipt was stored. Extra: ``state`` ("delivered" or "failed") and ``err_code``;
 #: no phone number.
 receipt_received = _signals.signal("alisms.receipt-received")
+#: Send-code brought a solved human check, now spent. Extra: ``kind``, ``client_ip``.
+human_check_passed = _signals.signal("alisms.human-check-passed")
+#: Send-code was held back for a human check. Extra: ``kind``, ``reason`` ("missing",
+#: "expired", "reused", "wrong" or "unavailable"), ``client_ip``.
+human_check_refused = _signals.signal("alisms.human-check-refused")

@@ -309,3 +309,79 @@ def test_a_hosts_own_check_by_import_path(make_host: Any, emulator: DysmsapiEmul
     assert send(client, answer="thanks").get_json()["reason"] == "wrong"
     assert send(client, answer="please").status_code == 200
     assert len(emulator.messages) == 1
+
+
+def test_signals_tell_passes_and_refusals_without_the_answer(
+    always_host: Host, emulator: DysmsapiEmulator
+) -> None:
+    from flask_alisms import signals
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def passed(app: Any, **extra: Any) -> None:
+        seen.append(("passed", extra))
+
+    def refused(app: Any, **extra: Any) -> None:
+        seen.append(("refused", extra))
+
+    client = always_host.client()
+    with signals.human_check_passed.connected_to(
+        passed, always_host.app
+    ), signals.human_check_refused.connected_to(refused, always_host.app):
+        answer = solve(always_host, challenge_from(client))
+        assert send(client, answer=answer).status_code == 200
+    ip = {"kind": "image", "client_ip": "127.0.0.1"}
+    assert seen == [("refused", {**ip, "reason": "missing"}), ("passed", ip)]
+    assert answer not in repr(seen)
+
+
+def test_one_solved_check_one_send_under_concurrency(
+    always_host: Host, emulator: DysmsapiEmulator
+) -> None:
+    """Eight copies of one session post the same right answer at once: one send goes out."""
+    import threading
+
+    from .conftest import csrf_token
+
+    client = always_host.client()
+    answer = solve(always_host, challenge_from(client))
+    token, cookie = csrf_token(client), client.get_cookie("session").value
+    barrier, statuses = threading.Barrier(8), []
+
+    def post(n: int) -> None:
+        copy = always_host.app.test_client()
+        copy.set_cookie("session", cookie)
+        barrier.wait()
+        response = copy.post(
+            "/alisms/api/send-code",
+            json={"phone": f"+86137001370{n:02d}", "human_check": answer},
+            headers={"X-CSRFToken": token},
+        )
+        statuses.append((response.status_code, (response.get_json() or {}).get("reason")))
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(statuses, key=str) == sorted([(200, None)] + [(400, "reused")] * 7, key=str)
+    assert len(emulator.messages) == 1
+
+
+def test_pillow_loads_with_the_first_picture_only() -> None:
+    """Installing the extension costs a host nothing until a captcha is drawn."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, flask_alisms, flask_alisms.extension, flask_alisms.web\n"
+        "from flask_alisms.flows.human import ImageCaptcha\n"
+        "check = ImageCaptcha('key')\n"
+        "print('PIL' in sys.modules, 'captcha' in sys.modules)\n"
+        "check.render('nonce')\n"
+        "print('PIL' in sys.modules, 'captcha' in sys.modules)\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split("\n")[:2] == ["False False", "True True"]

@@ -141,6 +141,25 @@ def test_final_submit_needs_no_check(user_host: Host, emulator: DysmsapiEmulator
     assert response.status_code == 302, response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(("header", "locale"), [("zh-CN", "zh_Hans"), ("zh-TW", "zh_Hant")])
+@pytest.mark.parametrize("path", PAGES)
+def test_the_check_leaves_no_english(user_host: Host, path: str, header: str, locale: str) -> None:
+    from .test_i18n_pages import check_page
+
+    user_host.set_params(human_check__mode="always")
+    client = user_host.client()
+    headers = {"Accept-Language": header}
+    html = client.get(path, headers=headers).get_data(as_text=True)
+    assert picture_url(html) is not None
+    check_page(html, locale, f"{path} with the check")
+    for answer in ("", "ZZZZ"):  # missing, then wrong
+        response = client.post(
+            path, data=send_form(html, SENDS_TO[path], human_check=answer), headers=headers
+        )
+        html = response.get_data(as_text=True)
+        check_page(html, locale, f"{path} refused {answer!r}")
+
+
 def test_page_in_chinese(user_host: Host) -> None:
     user_host.set_params(human_check__mode="always")
     client = user_host.client()
@@ -151,3 +170,18 @@ def test_page_in_chinese(user_host: Host) -> None:
         "/alisms/register", data=send_form(html, "13900139000"), headers=headers
     )
     assert "請先完成下方的驗證" in response.get_data(as_text=True)
+
+
+def test_limiter_down_keeps_the_page_and_refuses_the_send(
+    make_host: Any, emulator: DysmsapiEmulator
+) -> None:
+    host = make_host(ALISMS_LIMITER_STORAGE_URI="redis://127.0.0.1:1/0")
+    host.configure_sms()
+    host.set_params(human_check__mode="adaptive")
+    client = host.client()
+    page = client.get("/alisms/register")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    response = client.post("/alisms/register", data=send_form(html, "13700137000"))
+    assert response.status_code == 503
+    assert emulator.messages == []

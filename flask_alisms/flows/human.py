@@ -30,8 +30,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from flask import session, url_for
+from flask import current_app, session, url_for
 
+from .. import signals
 from ..exceptions import ConfigurationError, HumanCheckRequired, HumanCheckUnavailable
 from ..parameters import ParameterStore
 from .throttle import Throttle, count_use, peek_counts, send_usage_rules
@@ -320,6 +321,23 @@ class HumanGate:
         Raises :class:`HumanCheckRequired` or :class:`HumanCheckUnavailable`. The challenge
         is gone afterwards whatever happens next, so each solved check allows one send.
         """
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        kind = self.check.kind
+        try:
+            self._consume(answer, client_ip)
+        except HumanCheckRequired as exc:
+            signals.human_check_refused.send(
+                app, kind=kind, reason=exc.reason, client_ip=client_ip
+            )
+            raise
+        except HumanCheckUnavailable:
+            signals.human_check_refused.send(
+                app, kind=kind, reason="unavailable", client_ip=client_ip
+            )
+            raise
+        signals.human_check_passed.send(app, kind=kind, client_ip=client_ip)
+
+    def _consume(self, answer: object, client_ip: str) -> None:
         nonce = self._live_nonce(session.pop(SESSION_KEY, None))
         text = answer.strip() if isinstance(answer, str) else ""
         if not text:

@@ -9,7 +9,12 @@ from flask import Response, after_this_request, flash, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 
-from ..exceptions import GateClosed, HumanCheckRequired, HumanCheckUnavailable
+from ..exceptions import (
+    GateClosed,
+    HumanCheckRequired,
+    HumanCheckUnavailable,
+    LimiterUnavailable,
+)
 from ..flows import verification
 from ..i18n import gettext as _
 from ..state import get_state
@@ -84,8 +89,11 @@ def human_check_widget() -> Markup:
     from another origin (Turnstile, hCaptcha) widens this response's CSP for it alone.
     """
     gate = get_state().human
-    if not gate.required(_subject(client_ip())):
-        return Markup("")
+    try:
+        if not gate.required(_subject(client_ip())):
+            return Markup("")
+    except LimiterUnavailable:
+        return Markup("")  # the page still shows; "Send code" then answers 503 as the limits do
     challenge = gate.new_challenge()
     policy = gate.check.content_security_policy()
     if policy is not None:

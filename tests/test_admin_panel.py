@@ -117,6 +117,7 @@ def test_error_summary_links_to_each_field_at_the_top(host: Host) -> None:
         "codes": " open",  # the error
         "limits": " open",  # the error
         "phones": "",
+        "human_check": "",
     }
 
 

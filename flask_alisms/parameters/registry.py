@@ -37,7 +37,6 @@ GROUPS: dict[str, str] = {
     "codes": _l("Verification codes"),
     "limits": _l("Send limits"),
     "phones": _l("Phone numbers"),
-    "receipts": _l("Delivery receipts"),
     "human_check": _l("Human check"),
 }
 
@@ -70,7 +69,7 @@ PARAMETERS: dict[str, Parameter] = {
                 f"aliyun.sms.template_code.{purpose}",
                 "str",
                 "",
-                "template",
+                "aliyun",
                 label,
                 _l(
                     "Optional template for this purpose; empty means the verification "
@@ -91,7 +90,7 @@ PARAMETERS: dict[str, Parameter] = {
             "aliyun.sms.phone_changed_template_code",
             "str",
             "",
-            "template",
+            "aliyun",
             _l("Phone changed notice template"),
             _l(
                 "Optional notice template without variables, sent to the old number after a "
@@ -279,7 +278,7 @@ PARAMETERS: dict[str, Parameter] = {
             REPORT_TOKEN,
             "str",
             "",
-            "receipts",
+            "aliyun",
             _l("Receipt push token"),
             _l(
                 "Part of the URL Aliyun pushes delivery receipts to; made on first use. The "

@@ -234,6 +234,14 @@ def test_the_token_is_regenerated_from_the_panel(ready_host: Host) -> None:
     assert new not in params
 
 
+def test_a_token_fixed_empty_by_the_config_refuses_every_push(make_host: Any) -> None:
+    host = make_host(ALISMS_PARAMS={"aliyun.sms.report_token": ""})
+    assert host.client(admin="root").get("/alisms/admin/log").status_code == 200
+    for query in ({}, {"token": ""}):
+        answer = host.client().post("/alisms/hooks/sms-report", query_string=query, json=[])
+        assert answer.status_code == 403
+
+
 def test_the_hook_works_beside_a_hosts_csrf_protection(tmp_path: Any) -> None:
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
@@ -532,3 +540,30 @@ def test_the_summary_counts_closed_hours_once(ready_host: Host) -> None:
     html = client.get("/alisms/admin/log").get_data(as_text=True)
     figures = re.findall(r"<strong>(\d+)</strong> sent", html)
     assert figures == ["7", "7"]
+
+
+def test_the_cold_grouped_count_equals_the_bucket_by_bucket_count(
+    ready_host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_alisms.flows import sendlog
+
+    _add_rows(ready_host, 40)
+    log = ready_host.models.SendLog
+    with ready_host.app.app_context():
+        ids = ready_host.db.session.scalars(sa.select(log.id)).all()
+        for number, row_id in enumerate(ids):  # spread over five days, across bucket edges
+            ready_host.db.session.execute(
+                sa.update(log)
+                .where(log.id == row_id)
+                .values(created_at=utcnow() - dt.timedelta(minutes=5 * number * number + 16))
+            )
+        ready_host.db.session.commit()
+        state = ready_host.app.extensions["alisms"]
+        with ready_host.app.test_request_context():
+            sendlog.forget_totals(state)
+            grouped = sendlog.summary(state)
+            sendlog.forget_totals(state)
+            monkeypatch.setattr(sendlog, "_bucket_index", lambda *args: None)
+            one_by_one = sendlog.summary(state)
+    assert grouped == one_by_one
+    assert grouped[1]["sent"] == 40 and 0 < grouped[0]["sent"] < 40

@@ -234,6 +234,14 @@ def test_the_token_is_regenerated_from_the_panel(ready_host: Host) -> None:
     assert new not in params
 
 
+def test_a_token_fixed_empty_by_the_config_refuses_every_push(make_host: Any) -> None:
+    host = make_host(ALISMS_PARAMS={"aliyun.sms.report_token": ""})
+    assert host.client(admin="root").get("/alisms/admin/log").status_code == 200
+    for query in ({}, {"token": ""}):
+        answer = host.client().post("/alisms/hooks/sms-report", query_string=query, json=[])
+        assert answer.status_code == 403
+
+
 def test_the_hook_works_beside_a_hosts_csrf_protection(tmp_path: Any) -> None:
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
@@ -532,3 +540,92 @@ def test_the_summary_counts_closed_hours_once(ready_host: Host) -> None:
     html = client.get("/alisms/admin/log").get_data(as_text=True)
     figures = re.findall(r"<strong>(\d+)</strong> sent", html)
     assert figures == ["7", "7"]
+
+
+def test_the_cold_grouped_count_equals_the_bucket_by_bucket_count(
+    ready_host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_alisms.flows import sendlog
+
+    _add_rows(ready_host, 40)
+    log = ready_host.models.SendLog
+    with ready_host.app.app_context():
+        ids = ready_host.db.session.scalars(sa.select(log.id)).all()
+        for number, row_id in enumerate(ids):  # spread over five days, across bucket edges
+            ready_host.db.session.execute(
+                sa.update(log)
+                .where(log.id == row_id)
+                .values(created_at=utcnow() - dt.timedelta(minutes=5 * number * number + 16))
+            )
+        ready_host.db.session.commit()
+        state = ready_host.app.extensions["alisms"]
+        with ready_host.app.test_request_context():
+            sendlog.forget_totals(state)
+            grouped = sendlog.summary(state)
+            sendlog.forget_totals(state)
+            monkeypatch.setattr(sendlog, "_bucket_index", lambda *args: None)
+            one_by_one = sendlog.summary(state)
+    assert grouped == one_by_one
+    assert grouped[1]["sent"] == 40 and 0 < grouped[0]["sent"] < 40
+
+
+def test_the_standalone_emulator_pushes_receipts(tmp_path: Any) -> None:
+    """``python -m flask_alisms.testing --push-url ...``, driven through the real SDK."""
+    import http.server
+    import socket
+    import subprocess
+    import sys
+
+    from aliyunsdkcore.client import AcsClient
+    from aliyunsdkdysmsapi.request.v20170525.SendSmsRequest import SendSmsRequest
+
+    received: list[Any] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = b'{"code": 0, "msg": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bad = subprocess.run(
+        [sys.executable, "-m", "flask_alisms.testing", "--success-rate", "2"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and b"success_rate" in bad.stderr
+    url = f"http://127.0.0.1:{hook.server_port}/hook"
+    args = ["--port", str(port), "--push-url", url, "--receipt-delay", "0.2", "--duplicates", "1"]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "flask_alisms.testing", *args], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None and "listening" in process.stdout.readline()
+        no_proxy = {"http": None, "https": None}
+        client = AcsClient("testId", "testSecret", "cn-hangzhou", proxy=no_proxy)
+        request = SendSmsRequest()
+        request.set_endpoint(f"127.0.0.1:{port}")
+        request.set_PhoneNumbers("13800138000")
+        request.set_SignName("阿里云短信测试")
+        request.set_TemplateCode("SMS_154950909")
+        request.set_TemplateParam('{"code":"123456"}')
+        biz_id = json.loads(client.do_action_with_exception(request))["BizId"]
+        deadline = time.monotonic() + 15
+        while len(received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        hook.shutdown()
+    assert [[item["biz_id"] for item in batch] for batch in received] == [[biz_id], [biz_id]]
+    assert received[0][0]["success"] is True and received[0][0]["phone_number"] == "13800138000"

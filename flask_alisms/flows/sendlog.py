@@ -211,8 +211,28 @@ def _closed_buckets(
         last -= BUCKET  # the previous bucket may still see late commits
     totals = _totals.setdefault(log, _Totals())
     with totals.lock:
+        missing = []
         bucket = start
         while bucket <= last:
+            if bucket not in totals.buckets:
+                missing.append(bucket)
+            bucket += BUCKET
+        index = _bucket_index(state, log.created_at)
+        if len(missing) > 4 and index is not None:  # a cold start: one grouped scan
+            first, end = missing[0], missing[-1] + BUCKET
+            found: dict[dt.datetime, dict[str, int]] = {b: {} for b in missing}
+            for number, category, count in session.execute(
+                sa.select(index, log.category, sa.func.count())
+                .where(log.created_at >= first, log.created_at < end)
+                .group_by(index, log.category)
+            ):
+                moment = _EPOCH + BUCKET * int(number)
+                if moment in found:
+                    counts = found[moment]
+                    counts[category] = counts.get(category, 0) + int(count)
+            totals.buckets.update(found)
+            missing = []
+        for bucket in missing:
             if bucket not in totals.buckets:
                 totals.buckets[bucket] = {
                     category: int(count)
@@ -222,7 +242,6 @@ def _closed_buckets(
                         .group_by(log.category)
                     )
                 }
-            bucket += BUCKET
         for old in [b for b in totals.buckets if b < start]:
             del totals.buckets[old]
         result = {
@@ -232,6 +251,26 @@ def _closed_buckets(
             for category, count in counts.items()
         }
     return result, last + BUCKET
+
+
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _bucket_index(state: AliSMSState, column: Any) -> Any:
+    """SQL for the 15-minute bucket number of a naive-UTC time, or None for other databases."""
+    seconds = int(BUCKET.total_seconds())
+    name = state.db.engine.dialect.name
+    if name == "postgresql":
+        # date_part is float8; extract() is numeric on PostgreSQL 14+, several times slower.
+        return sa.func.floor(sa.func.date_part("epoch", column) / seconds)
+    if name == "sqlite":
+        return sa.cast(sa.func.strftime("%s", column), sa.Integer) // seconds
+    if name in ("mysql", "mariadb"):
+        since_epoch = sa.func.timestampdiff(
+            sa.literal_column("SECOND"), sa.literal("1970-01-01 00:00:00"), column
+        )
+        return sa.func.floor(since_epoch / seconds)
+    return None
 
 
 def forget_totals(state: AliSMSState) -> None:

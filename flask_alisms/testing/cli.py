@@ -48,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--template", action="append", metavar="CODE:VAR[,VAR]", help="approved template"
     )
     parser.add_argument("--no-flow-control", action="store_true")
+    parser.add_argument("--push-url", metavar="URL", help="POST delivery receipts (SmsReport) here")
+    parser.add_argument("--receipt-delay", type=float, default=2.0, metavar="SECONDS")
+    parser.add_argument("--success-rate", type=float, default=1.0, metavar="0-1")
+    parser.add_argument("--duplicates", type=int, default=0, help="extra pushes of each receipt")
     args = parser.parse_args(argv)
 
     access_keys = None
@@ -61,8 +65,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=args.host,
         port=args.port,
     )
+    try:
+        emulator.configure_receipts(
+            args.push_url,
+            delay=args.receipt_delay,
+            success_rate=args.success_rate,
+            duplicates=args.duplicates,
+            background=bool(args.push_url),
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     with emulator:
         print(f"Dysmsapi emulator listening on {emulator.endpoint}", flush=True)
+        if args.push_url:
+            print(f"  receipts to: {args.push_url}", flush=True)
         print(f"  access keys: {', '.join(emulator.access_keys)}", flush=True)
         print(f"  signatures:  {', '.join(sorted(emulator.sign_names))}", flush=True)
         print(f"  templates:   {', '.join(emulator.templates)}", flush=True)

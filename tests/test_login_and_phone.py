@@ -118,7 +118,9 @@ def test_login_by_code_end_to_end(login_host: Host, emulator: DysmsapiEmulator) 
 
     response = api_post(client, "login", {"phone": PHONE, "code": code})
     assert response.status_code == 200, response.get_json()
-    assert response.get_json() == {"user_id": user_id, "created": False}
+    answer = response.get_json()
+    assert isinstance(answer.pop("csrf_token"), str)  # the renewed session's token
+    assert answer == {"user_id": user_id, "created": False}
     assert client.get("/whoami").get_json() == {"user_id": user_id}
     with client.session_transaction() as sess:
         assert "planted_by_attacker" not in sess
@@ -284,7 +286,9 @@ def test_test_numbers_never_reach_aliyun_but_are_limited(
     assert sent == [] and test_sent == [{"phone": TEST_NUMBER, "purpose": "login"}]
     assert _log(login_host) == [("login", "test-number", "test_number")]
     response = api_post(client, "login", {"phone": TEST_NUMBER, "code": TEST_CODE})
-    assert response.get_json() == {"user_id": user_id, "created": False}
+    answer = response.get_json()
+    assert isinstance(answer.pop("csrf_token"), str)  # the renewed session's token
+    assert answer == {"user_id": user_id, "created": False}
 
     html = login_host.client("root").get("/alisms/admin/").get_data(as_text=True)
     assert "Test numbers are active" in html and "+86137****7000" in html

@@ -202,8 +202,14 @@ class MemoryWindows:
             if item is not None and item[1] == at:
                 del counters[key]
 
+    def clear_windows(self) -> None:
+        """Forget every window; the counters (the provider breaker, spent one-time tokens,
+        the rebuild's marker) stay, as in Redis, where they live outside the windows' keys."""
+        with self._lock:
+            self._rules.clear()
+
     def reset(self) -> None:
-        """Forget every window (the store holds the extension's counters only)."""
+        """Forget everything, as a restart of the process (or a Redis FLUSHDB) would."""
         with self._lock:
             self._rules.clear()
             self._counters.clear()

@@ -16,12 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..flows import receipts
 from ..state import get_state
-from .http import storable
+from .http import MAX_REPORT_BYTES, storable
 
 logger = logging.getLogger(__name__)
 
 #: A thousand reports take about 300 KB; leave room, refuse anything far beyond.
-MAX_REPORT_BYTES = 4 * 1024 * 1024
 
 
 def _answer(status: int, code: int, msg: str) -> Response:

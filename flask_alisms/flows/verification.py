@@ -260,6 +260,7 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     sender = state.sender_for_send()
     message = _message(state, phone, code, purpose)
     credentials = state.credentials()
+    sender.prepare(credentials)
     keys = (
         state.keyring.subject_digest("phone", phone.e164),
         state.keyring.subject_digest("client", client_ip),

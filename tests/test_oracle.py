@@ -202,3 +202,18 @@ def test_no_oracle_while_the_provider_fails(
     answers = {(s[1], s[2]) for s in cold}
     assert answers == {(samples[-1][1], samples[-1][2])}, [(s[0], s[1]) for s in cold]
     assert_no_better_than_chance(cold, 0.25, f"cold, provider failing with {failure}")
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_no_oracle_while_the_limiter_storage_is_down(
+    make_host: Any, emulator: DysmsapiEmulator, fail_open: bool
+) -> None:
+    host = make_host(
+        ALISMS_LIMITER_STORAGE_URI="redis://127.0.0.1:1/0", ALISMS_LIMITS_FAIL_OPEN=fail_open
+    )
+    host.configure_sms()
+    labels = _labels(20, 5)
+    samples = warm_samples(host, labels, 5000)
+    answers = {(s[1], s[2]) for s in samples}
+    assert len(answers) == 1, answers  # refused alike (503), or let through alike (200)
+    assert answers.pop()[0] == (200 if fail_open else 503)

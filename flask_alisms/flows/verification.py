@@ -14,10 +14,8 @@ every send 503 until a real send succeeds again.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -187,6 +185,7 @@ def _skip_like_a_send(
     code_length: int,
     seconds: float,
     keys: tuple[str, str],
+    code_ttl: int,
 ) -> None:
     """Spend a real send's time (``seconds``, drawn from real ones) and writes, sending nothing.
 
@@ -194,7 +193,7 @@ def _skip_like_a_send(
     enumerate users: the caller answers exactly as for a real send.
     """
     started = time.perf_counter()
-    time.sleep(seconds)
+    state.times.sleep(seconds)
     reason = "has an account" if purpose == "register" else "has no account"
     skipped = SendResult(
         ok=False,
@@ -208,7 +207,7 @@ def _skip_like_a_send(
     )
     # An unknowable code keeps the store's write pattern identical; nobody can use it.
     digest = state.keyring.code_digest(phone.e164, purpose, generate_code(code_length) + "x")
-    keep = (digest, state.params.values().code_ttl, 1)
+    keep = (digest, code_ttl, 1)
     _record(state, phone, purpose, skipped, "none", category="skipped", keep=keep, keys=keys)
 
 
@@ -307,9 +306,19 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     values = state.params.values()
     interval = values.resend_interval
 
-    # First what may fail without a send (database, limiter), so a failure spends nothing.
+    # First what may fail without a send (database, limiter), so a failure spends nothing;
+    # both paths do all of it, so neither takes longer.
+    started = time.perf_counter()
     real = _sends_sms(state, phone, purpose)
-    seconds = state.times.sample(partial(_recent_send_times, state))  # both paths alike
+    # Finding a user costs more than finding none: the faster path waits the difference.
+    pad = state.times.even_out((purpose, real), time.perf_counter() - started)
+    log = (state.db.session, state.models.SendLog)
+    seconds = state.times.sample(partial(guard.recent_send_times, *log))
+    code = generate_code(values.code_length)
+    sender = state.sender_for_send()
+    message = _message(state, phone, code, purpose)
+    credentials = state.credentials()
+    sender.prepare(credentials)
     keys = (
         state.keyring.subject_digest("phone", phone.e164),
         state.keyring.subject_digest("client", client_ip),
@@ -329,7 +338,8 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
         return SendOutcome(False, refusal.retry_after, refusal=refusal)
 
     if not real:
-        _skip_like_a_send(state, phone, purpose, values.code_length, seconds, keys)
+        ttl = values.code_ttl
+        _skip_like_a_send(state, phone, purpose, values.code_length, seconds + pad, keys, ttl)
         logger.info("No code sent to %s for %s (account rule)", phone.masked, purpose)
         return SendOutcome(True, interval)
 
@@ -338,9 +348,9 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     if test_code is not None:
         return _send_to_test_number(state, phone, purpose, test_code, interval, keys)
 
-    code = generate_code(values.code_length)
-    sender = state.sender_for_send()
-    result = sender.send(_message(state, phone, code, purpose), state.credentials())
+    if pad > 0:
+        state.times.sleep(pad)
+    result = sender.send(message, credentials)
     if result.ok or result.maybe_sent:
         if result.ok:
             state.times.add(result.duration_ms)
@@ -377,27 +387,9 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
 def _about_this_number(result: SendResult) -> bool:
     """A failure that says something about the recipient, not about the provider.
 
-    Keep in step with :func:`_failing_for`, which reads the same from the log.
+    Keep in step with :func:`.guard.failing_for`, which reads the same from the log.
     """
     return result.category is Category.INVALID_NUMBER or result.code == "isv.BUSINESS_LIMIT_CONTROL"
-
-
-def _failing_for(state: AliSMSState) -> float | None:
-    """Seconds since the last real send, if it failed for a reason not about its number."""
-    log = state.models.SendLog
-    statement = (
-        sa.select(log.created_at, log.category, log.code)
-        .where(log.phone_digest.is_not(None), log.category != "skipped")
-        .order_by(log.id.desc())
-        .limit(1)
-    )
-    row = state.db.session.execute(statement).first()
-    if row is None or row.category in ("sent", Category.INVALID_NUMBER.value):
-        return None
-    if row.code == "isv.BUSINESS_LIMIT_CONTROL":
-        return None
-    at = row.created_at.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (dt.datetime.now(dt.timezone.utc) - at).total_seconds())
 
 
 def _cooldown() -> int:
@@ -413,15 +405,18 @@ def _prepare(state: AliSMSState) -> guard.Health:
             guard.rebuild(
                 storage,
                 state.params.values(),
-                partial(_spends, state),
-                partial(_failing_for, state),
+                partial(guard.spends, state.db.session, state.models.SendLog),
+                partial(guard.failing_for, state.db.session, state.models.SendLog),
                 current_app.config["ALISMS_PROVIDER_COOLDOWN"],
             )
             snapshot = guard.read(storage)  # with the breaker the log restored
     except Exception as exc:  # the storage's or the database's error
         state.db.session.rollback()
         if current_app.config["ALISMS_LIMITS_FAIL_OPEN"]:
-            logger.error("Limiter storage unavailable, letting the request through: %s", exc)
+            logger.error(
+                "Limiter storage unavailable, letting the request through: %s",
+                type(exc).__name__,  # the type only: a database error's text lists parameters
+            )
             return guard.Health.CLOSED
         logger.error("Limiter storage unavailable, refusing the request: %s", type(exc).__name__)
         raise LimiterUnavailable("rate limit storage unavailable") from exc
@@ -451,25 +446,6 @@ def _set_health(state: AliSMSState, *, healthy: bool) -> None:
             )
     except Exception:
         logger.exception("Limiter storage unavailable for the provider breaker")
-
-
-def _recent_send_times(state: AliSMSState, size: int) -> Sequence[float]:
-    log = state.models.SendLog
-    statement = (
-        sa.select(log.duration_ms).where(log.category == "sent").order_by(log.id.desc()).limit(size)
-    )
-    return list(state.db.session.scalars(statement))
-
-
-def _spends(state: AliSMSState, since: dt.datetime) -> list[guard.Spend]:
-    log = state.models.SendLog
-    statement = sa.select(log.created_at, log.purpose, log.phone_digest, log.client_digest).where(
-        log.created_at >= since, log.phone_digest.is_not(None)
-    )
-    return [
-        guard.Spend(row.created_at, row.purpose, row.phone_digest, row.client_digest or "")
-        for row in state.db.session.execute(statement)
-    ]
 
 
 @dataclass(frozen=True)

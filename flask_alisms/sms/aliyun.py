@@ -205,6 +205,13 @@ class AliyunSender(Sender):
         with self._lock:
             return len(self._clients)
 
+    def prepare(self, credentials: Credentials | None) -> None:
+        if credentials is not None and credentials.access_key_id and credentials.access_key_secret:
+            try:
+                self._client(credentials)
+            except Exception:  # send() reports the same problem properly
+                logger.debug("Could not build the Aliyun client ahead of a send")
+
     def close(self) -> None:
         """Drop the cached clients; their connections close when they are collected."""
         with self._lock:

@@ -97,6 +97,13 @@ class Sender(abc.ABC):
     def send(self, message: SmsMessage, credentials: Credentials | None) -> SendResult:
         """Send ``message`` with ``credentials`` (None where the provider needs none)."""
 
+    def prepare(self, credentials: Credentials | None) -> None:  # noqa: B027 - optional hook
+        """Build what a send with ``credentials`` needs (a client), without sending.
+
+        Called for every send-code request, real or not, so that a fresh worker's first real
+        send is not slower than a skipped one by the client's construction.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook, most senders hold nothing
         """Release connections or other resources (no-op by default)."""
 

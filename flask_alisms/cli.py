@@ -148,7 +148,7 @@ def check(remote: bool) -> None:
 @with_appcontext
 def send_test(phone: str) -> None:
     """Send a test code SMS to PHONE with the saved parameters and print Aliyun's answer."""
-    from .flows.verification import send_test_message
+    from .flows.messages import send_test_message
 
     state = get_state()
     try:

@@ -23,7 +23,8 @@ from ..i18n import gettext as _
 from ..phones import Phone, parse_phone
 from ..state import get_state
 from ..users import SessionEnder
-from .verification import auto_register_open, check_code, check_gate, send_notice
+from .messages import send_notice
+from .verification import auto_register_open, check_code, check_gate
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from werkzeug.routing import BuildError
 
 from .. import signals
 from ..exceptions import InvalidParameter
-from ..flows import receipts, reconcile, sendlog, verification
+from ..flows import messages, receipts, reconcile, sendlog
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
 from ..models import utcnow
@@ -175,7 +175,7 @@ def admin_test_sms() -> Any:
             status = 400
         else:
             assert form.parsed_phone is not None  # set by the phone validator
-            result = verification.send_test_message(form.parsed_phone)
+            result = messages.send_test_message(form.parsed_phone)
             status = 200 if result.ok else 502
     return render_template(
         "alisms/admin/test_sms.html",

@@ -13,7 +13,7 @@ from flask_wtf.csrf import generate_csrf
 from werkzeug.datastructures import MultiDict
 
 from ..exceptions import AccountError, GateClosed
-from ..flows import accounts, verification
+from ..flows import accounts, messages, verification
 from ..i18n import gettext as _
 from ..phones import Phone
 from ..state import get_state
@@ -146,12 +146,12 @@ def _send_code(phone: Any, purpose: str) -> Response:
         raise ApiError(
             503,
             "sms_unavailable",
-            verification.failure_message(outcome),
+            messages.failure_message(outcome),
             retry_after=outcome.resend_after,
         )
     answer: dict[str, Any] = {"sent": True, "resend_after": outcome.resend_after}
     if outcome.maybe_late:
-        answer.update(maybe_late=True, message=verification.late_message())
+        answer.update(maybe_late=True, message=messages.late_message())
     return jsonify(answer)
 
 

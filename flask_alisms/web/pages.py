@@ -14,7 +14,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_wtf import FlaskForm
 
 from ..exceptions import AccountError, GateClosed
-from ..flows import accounts, verification
+from ..flows import accounts, messages, verification
 from ..i18n import gettext as _
 from ..phones import mask
 from ..state import get_state
@@ -96,12 +96,12 @@ def _send_code(form: Any, purpose: str) -> tuple[int, dict[str, str], int]:
         )
         return 429, {"Retry-After": str(wait)}, wait
     if outcome.maybe_late:
-        flash(verification.late_message(), "info")
+        flash(messages.late_message(), "info")
         return 200, {}, outcome.resend_after
     if outcome.sent:
         flash(_("We sent a code by SMS. It is valid for a few minutes."), "success")
         return 200, {}, outcome.resend_after
-    flash(verification.failure_message(outcome), "error")
+    flash(messages.failure_message(outcome), "error")
     return 503, {"Retry-After": str(outcome.resend_after)}, 0
 
 

@@ -30,18 +30,19 @@ import sqlalchemy as sa
 from limits.storage import MemoryStorage, MovingWindowSupport, RedisClusterStorage, RedisStorage
 
 from ..sms import Category
-from .throttle import DAY, Rule, send_rules
+from .throttle import DAY, KEY_PREFIX, Rule, send_rules
 from .windows import MemoryWindows
 
 logger = logging.getLogger(__name__)
 
-#: Outside the ``alisms/`` prefix, so :meth:`Throttle.reset` (an admin's deliberate reset)
-#: does not make the next request rebuild what was just forgotten.
+#: Outside the limits' ``{alisms}/`` prefix, so :meth:`Throttle.reset` (an admin's deliberate
+#: reset) does not make the next request rebuild what was just forgotten.
 EPOCH_KEY = "alisms-epoch"
 REBUILD_LOCK = "alisms-epoch-lock"
-OPEN_KEY = "alisms/provider/open"
-SUSPECT_KEY = "alisms/provider/suspect"
-PROBE_KEY = "alisms/provider/probe"
+#: The provider breaker, inside the prefix: a reset also closes it.
+OPEN_KEY = f"{KEY_PREFIX}/provider/open"
+SUSPECT_KEY = f"{KEY_PREFIX}/provider/suspect"
+PROBE_KEY = f"{KEY_PREFIX}/provider/probe"
 _FOREVER = 10 * 365 * DAY
 _REBUILD_WAIT = 5.0
 

@@ -169,7 +169,7 @@ class Throttle:
         storage = self.storage
         prefix = f"{KEY_PREFIX}/"
         if isinstance(storage, MemoryWindows):
-            storage.clear_windows()
+            storage.clear_windows(prefix)
         elif isinstance(storage, RedisStorage):
             connection: Any = storage.get_connection()
             pattern = storage.prefixed_key(f"{prefix}*")  # braces are no glob syntax

@@ -202,11 +202,13 @@ class MemoryWindows:
             if item is not None and item[1] == at:
                 del counters[key]
 
-    def clear_windows(self) -> None:
-        """Forget every window; the counters (the provider breaker, spent one-time tokens,
-        the rebuild's marker) stay, as in Redis, where they live outside the windows' keys."""
+    def clear_windows(self, prefix: str) -> None:
+        """Forget every window and the counters whose key starts with ``prefix``, as
+        :meth:`Throttle.reset` does in Redis; other counters (the rebuild's marker) stay."""
         with self._lock:
             self._rules.clear()
+            for key in [key for key in self._counters if key.startswith(prefix)]:
+                del self._counters[key]
 
     def reset(self) -> None:
         """Forget everything, as a restart of the process (or a Redis FLUSHDB) would."""

@@ -630,3 +630,25 @@ def test_the_standalone_emulator_pushes_receipts(tmp_path: Any) -> None:
         hook.shutdown()
     assert [[item["biz_id"] for item in batch] for batch in received] == [[biz_id], [biz_id]]
     assert received[0][0]["success"] is True and received[0][0]["phone_number"] == "13800138000"
+
+
+def test_each_new_receipt_is_signalled_once_without_its_number(ready_host: Host) -> None:
+    from flask_alisms import signals
+
+    seen: list[dict[str, Any]] = []
+
+    def receive(sender: Any, **extra: Any) -> None:
+        seen.append(extra)
+
+    signals.receipt_received.connect(receive, ready_host.app)
+    try:
+        token = token_of(ready_host)
+        batch = [report("71"), report("72", success=False), report("71")]  # one repeat
+        assert push(ready_host, token, batch).status_code == 200
+        assert push(ready_host, token, batch).status_code == 200  # Aliyun's retry: nothing new
+    finally:
+        signals.receipt_received.disconnect(receive)
+    assert sorted(seen, key=lambda e: e["state"]) == [
+        {"state": "delivered", "err_code": "DELIVERED"},
+        {"state": "failed", "err_code": "UNDELIV"},
+    ]

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
+from .. import signals
 from ..exceptions import DecryptionError, InvalidParameter
 from ..models import transaction, utcnow
 from ..parameters import REPORT_TOKEN
@@ -166,10 +168,17 @@ def store_reports(state: AliSMSState, reports: Iterable[Report], *, source: str)
             if attempt == 2:
                 raise
     match_pending(state)
-    return added
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    for report in added:  # after the commit: a receiver never sees a receipt that was undone
+        signals.receipt_received.send(
+            app, state="delivered" if report.success else "failed", err_code=report.err_code
+        )
+    return len(added)
 
 
-def _insert_new(state: AliSMSState, unique: dict[tuple[str, str], Report], source: str) -> int:
+def _insert_new(
+    state: AliSMSState, unique: dict[tuple[str, str], Report], source: str
+) -> list[Report]:
     receipt = state.models.Receipt
     session = state.db.session
     now = utcnow()
@@ -186,6 +195,7 @@ def _insert_new(state: AliSMSState, unique: dict[tuple[str, str], Report], sourc
                     )
                 )
             )
+        new = [r for key, r in unique.items() if key not in seen]
         rows = [
             {
                 "biz_id": r.biz_id,
@@ -199,12 +209,11 @@ def _insert_new(state: AliSMSState, unique: dict[tuple[str, str], Report], sourc
                 "source": source,
                 "matched": False,
             }
-            for key, r in unique.items()
-            if key not in seen
+            for r in new
         ]
         if rows:
             session.execute(sa.insert(receipt.__table__), rows)
-    return len(rows)
+    return new
 
 
 def match_pending(state: AliSMSState) -> int:

@@ -114,9 +114,12 @@ def _add_log_row(
                 **receipt_fields(state, phone, result, sender),
             },
         )
-    except Exception:
+    except Exception as exc:
         session.rollback()
-        logger.exception("Could not write the SMS send log")
+        # The type only: a database error's text lists the statement's parameters.
+        logger.error(
+            "Could not write the SMS send log for %s: %s", phone.masked, type(exc).__name__
+        )
 
 
 def _commit_log(state: AliSMSState) -> None:
@@ -126,9 +129,9 @@ def _commit_log(state: AliSMSState) -> None:
         return
     try:
         session.commit()
-    except Exception:
+    except Exception as exc:
         session.rollback()
-        logger.exception("Could not write the SMS send log")
+        logger.error("Could not write the SMS send log: %s", type(exc).__name__)
 
 
 def _record(

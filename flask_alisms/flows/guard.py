@@ -20,8 +20,10 @@ import enum
 import logging
 import math
 import random
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -279,7 +281,7 @@ class SendTimes:
     def __init__(self) -> None:
         self._samples: list[float] = []
         self._loaded_at = -math.inf
-        self._means: dict[tuple[str, bool], float] = {}
+        self._recent: dict[tuple[str, bool], deque[float]] = {}
         self._lock = threading.Lock()
 
     def sample(self, load: Callable[[int], Sequence[float]]) -> float:
@@ -299,13 +301,17 @@ class SendTimes:
 
         Finding a user costs more than finding none (the row is loaded): a skipped
         ``register`` would be slower than a real one by that much. Each path's recent mean
-        is kept; the faster one waits the difference.
+        is kept (median of the last 51); the faster one waits the difference.
         """
         other = (path[0], not path[1])
         with self._lock:
-            mean = self._means.get(path)
-            self._means[path] = seconds if mean is None else 0.9 * mean + 0.1 * seconds
-            return max(0.0, self._means.get(other, 0.0) - self._means[path])
+            recent = self._recent.setdefault(path, deque(maxlen=51))
+            recent.append(seconds)
+            theirs = self._recent.get(other)
+            if not theirs:
+                return 0.0
+            # Medians: one slow outlier (a pause, a reconnect) must not pad the next 50.
+            return max(0.0, statistics.median(theirs) - statistics.median(recent))
 
     @staticmethod
     def sleep(seconds: float) -> None:

@@ -333,3 +333,28 @@ def test_check_says_when_redis_does_not_tell(
     result = _check(ready_host)
     assert result.exit_code == 0
     assert "could not tell" in result.output
+
+
+def test_a_late_rebuild_does_not_replace_what_was_spent_since() -> None:
+    """Two processes see the epoch missing; the second to get the lock must not rebuild again,
+    or it would replace windows spent since (sends not logged yet) with the log's older view."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from limits.storage import MemoryStorage
+
+    from flask_alisms.flows import guard
+    from flask_alisms.flows.throttle import send_rules
+
+    values = SimpleNamespace(
+        ip_per_hour=20, ip_per_day=50, resend_interval=60, phone_per_hour=5,
+        phone_per_day=10, global_per_day=1000,
+    )
+    storage = MemoryStorage()
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    logged = [guard.Spend(now, "register", "p" * 32, "c" * 32)]
+    guard.rebuild(storage, values, lambda since: logged, lambda: None, 30)  # the first process
+    site = send_rules(values, "q" * 32, "d" * 32, "register")[-1]
+    assert storage.acquire_entry(site.key, site.limit, site.window)  # a send since, not logged
+    guard.rebuild(storage, values, lambda since: logged, lambda: None, 30)  # the late one
+    assert storage.get_moving_window(site.key, site.limit, site.window)[1] == 2

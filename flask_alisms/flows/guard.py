@@ -20,8 +20,10 @@ import enum
 import logging
 import math
 import random
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +128,10 @@ def rebuild(
                 return
         raise TimeoutError("another process is still rebuilding the send budgets")
     try:
+        if storage.get(EPOCH_KEY) > 0:
+            # Another process rebuilt between our read and our lock: rebuilding again would
+            # replace windows that requests have spent since (not logged yet) with the log.
+            return
         now = time.time()
         since = dt.datetime.fromtimestamp(now - DAY, dt.timezone.utc).replace(tzinfo=None)
         windows: dict[str, tuple[Rule, list[float]]] = {}
@@ -280,8 +286,7 @@ class SendTimes:
     def __init__(self) -> None:
         self._samples: list[float] = []
         self._loaded_at = -math.inf
-        self._overshoot = 0.0
-        self._means: dict[tuple[str, bool], float] = {}
+        self._recent: dict[tuple[str, bool], deque[float]] = {}
         self._lock = threading.Lock()
 
     def sample(self, load: Callable[[int], Sequence[float]]) -> float:
@@ -301,25 +306,30 @@ class SendTimes:
 
         Finding a user costs more than finding none (the row is loaded): a skipped
         ``register`` would be slower than a real one by that much. Each path's recent mean
-        is kept; the faster one waits the difference.
+        is kept (median of the last 51); the faster one waits the difference.
         """
         other = (path[0], not path[1])
         with self._lock:
-            mean = self._means.get(path)
-            self._means[path] = seconds if mean is None else 0.9 * mean + 0.1 * seconds
-            return max(0.0, self._means.get(other, 0.0) - self._means[path])
+            recent = self._recent.setdefault(path, deque(maxlen=51))
+            recent.append(seconds)
+            theirs = self._recent.get(other)
+            if not theirs:
+                return 0.0
+            # Medians: one slow outlier (a pause, a reconnect) must not pad the next 50.
+            return max(0.0, statistics.median(theirs) - statistics.median(recent))
 
-    def sleep(self, seconds: float) -> None:
-        """Sleep ``seconds``, less what this process's sleeps overshoot (about 0.1 ms on Linux).
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        """Wait ``seconds`` to within microseconds: sleep, then spin the last millisecond.
 
-        Without the correction a skipped send is slower than a real one by the overshoot,
-        which a latency classifier finds on a quiet machine.
+        ``time.sleep`` alone overshoots by about 0.1 ms on Linux, which is as large as the
+        differences being evened out and which a latency classifier finds on a quiet machine.
         """
-        started = time.perf_counter()
-        time.sleep(max(0.0, seconds - self._overshoot))
-        late = time.perf_counter() - started - seconds
-        with self._lock:
-            self._overshoot = max(0.0, min(0.005, self._overshoot + 0.2 * late))
+        deadline = time.perf_counter() + seconds
+        if seconds > 0.002:
+            time.sleep(seconds - 0.001)
+        while time.perf_counter() < deadline:
+            pass
 
     def add(self, duration_ms: float) -> None:
         with self._lock:

@@ -275,6 +275,8 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     real = _sends_sms(state, phone, purpose)
     # Finding a user costs more than finding none: the faster path waits the difference.
     pad = state.times.even_out((purpose, real), time.perf_counter() - started)
+    if pad > 0:  # before every answer below: 503, 429 or a send
+        state.times.sleep(pad)
     log = (state.db.session, state.models.SendLog)
     seconds = state.times.sample(partial(guard.recent_send_times, *log))
     code = generate_code(values.code_length)
@@ -302,7 +304,7 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
 
     if not real:
         ttl = values.code_ttl
-        _skip_like_a_send(state, phone, purpose, values.code_length, seconds + pad, keys, ttl)
+        _skip_like_a_send(state, phone, purpose, values.code_length, seconds, keys, ttl)
         logger.info("No code sent to %s for %s (account rule)", phone.masked, purpose)
         return SendOutcome(True, interval)
 
@@ -311,8 +313,6 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     if test_code is not None:
         return _send_to_test_number(state, phone, purpose, test_code, interval, keys)
 
-    if pad > 0:
-        state.times.sleep(pad)
     result = sender.send(message, credentials)
     if result.ok or result.maybe_sent:
         if result.ok:

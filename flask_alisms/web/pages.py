@@ -49,7 +49,31 @@ def reset_password() -> Any:
 
 
 def account_page(purpose: str, form: Any, template: str, redirect_to: str) -> Any:
-    """One page for a code flow: GET shows it, "Send code" sends, the submit finishes."""
+    """One page for a code flow with a password: register and reset."""
+    return code_page(
+        purpose,
+        form,
+        template,
+        lambda form: _finish(form, purpose, redirect_to),
+        validate=lambda form: _whole_form_valid(form, purpose),
+        extra_fields=extra_field_names(type(form)),
+    )
+
+
+def code_page(
+    purpose: str,
+    form: Any,
+    template: str,
+    finish: Callable[[Any], Any],
+    *,
+    validate: Callable[[Any], bool] | None = None,
+    number_errors: tuple[str, ...] = (),
+    **context: Any,
+) -> Any:
+    """One page for a code flow: GET shows it, "Send code" sends, the submit finishes.
+
+    ``number_errors`` are refusals about the number rather than the code (shown on its field).
+    """
     state = get_state()
     form.prepare_countries()
     closed = None
@@ -63,22 +87,27 @@ def account_page(purpose: str, form: Any, template: str, redirect_to: str) -> An
         status = 403
     elif request.method == "POST":
         sending = bool(form.send.data)
-        if not (_phone_part_valid(form) if sending else _whole_form_valid(form, purpose)):
+        valid = validate(form) if validate is not None else form.validate_on_submit()
+        if not (_phone_part_valid(form) if sending else valid):
             status = 400
         elif sending:
             status, headers, resend_after = _send_code(form, purpose)
         else:
             try:
-                return _finish(form, purpose, redirect_to)
+                return finish(form)
             except AccountError as exc:
-                status, headers = _show_account_error(form, exc)
+                if exc.reason in number_errors:
+                    form.phone.errors = [*form.phone.errors, exc.message]
+                    status = STATUS[exc.reason]
+                else:
+                    status, headers = _show_account_error(form, exc)
     page = render_template(
         template,
         form=form,
         gate_message=closed,
         resend_after=resend_after,
         code_length=state.params.values().code_length,
-        extra_fields=extra_field_names(type(form)),
+        **context,
     )
     return page, status, headers
 
@@ -154,7 +183,7 @@ def _whole_form_valid(form: Any, purpose: str) -> bool:
 
 def login() -> Any:
     """Sign in with the phone and an SMS code (``server.enable_mobile_login``)."""
-    return _code_only_page("login", LoginCodeForm(), "alisms/login.html", _finish_login)
+    return code_page("login", LoginCodeForm(), "alisms/login.html", _finish_login)
 
 
 def change_phone() -> Any:
@@ -169,54 +198,14 @@ def change_phone() -> Any:
     users = get_state().users
     phone_of = getattr(users, "phone_of", None)
     current = phone_of(user) if phone_of is not None else None
-    return _code_only_page(
+    return code_page(
         "change_phone",
         ChangePhoneForm(),
         "alisms/change_phone.html",
         lambda form: _finish_change(form, user),
+        number_errors=("phone_taken",),  # told only after the code was verified
         current_phone=mask(current) if current else None,
     )
-
-
-def _code_only_page(
-    purpose: str, form: Any, template: str, finish: Callable[[Any], Any], **context: Any
-) -> Any:
-    """A page whose final step needs only the phone and its code (no password)."""
-    state = get_state()
-    form.prepare_countries()
-    closed = None
-    try:
-        verification.check_gate(purpose, state)
-    except GateClosed as exc:
-        closed = gate_message(exc.reason)
-    status, resend_after = 200, 0
-    headers: dict[str, str] = {}
-    if request.method == "POST" and closed is not None:
-        status = 403
-    elif request.method == "POST":
-        sending = bool(form.send.data)
-        if not (_phone_part_valid(form) if sending else form.validate_on_submit()):
-            status = 400
-        elif sending:
-            status, headers, resend_after = _send_code(form, purpose)
-        else:
-            try:
-                return finish(form)
-            except AccountError as exc:
-                if exc.reason == "phone_taken":  # about the number, not the code
-                    form.phone.errors = [*form.phone.errors, exc.message]
-                    status = STATUS[exc.reason]
-                else:
-                    status, headers = _show_account_error(form, exc)
-    page = render_template(
-        template,
-        form=form,
-        gate_message=closed,
-        resend_after=resend_after,
-        code_length=state.params.values().code_length,
-        **context,
-    )
-    return page, status, headers
 
 
 def _finish_login(form: Any) -> Any:

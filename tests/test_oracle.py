@@ -10,8 +10,10 @@ them on the other half:
 
 Under the null hypothesis (the answers do not depend on the label) a classifier's test
 accuracy is Binomial(n, 0.5)/n; the bound 0.5 + MARGIN is about three standard deviations
-above that mean for the sizes used, so a test fails by chance about once in a few hundred
-runs, while the leaks of issue 12 (200 vs 502, 54 ms vs 16 ms) classify at 90-100 %.
+above that mean for the sizes used. A sample over the bound is followed by a second,
+independent one (new numbers, new order), and the test fails only if that one is over the
+bound too: a chance alarm on a loaded machine then needs two rare events in a row, while a
+real leak (those of issue 12, 200 vs 502 and 54 ms vs 16 ms, classify at 90-100 %) fails both.
 """
 
 from __future__ import annotations
@@ -150,7 +152,27 @@ def latency_accuracy(train: list[Sample], test: list[Sample]) -> float:
     return right / len(test)
 
 
-def assert_no_better_than_chance(samples: list[Sample], margin: float, what: str) -> None:
+def assert_no_better_than_chance(
+    samples: list[Sample],
+    margin: float,
+    what: str,
+    again: Any = None,
+) -> None:
+    """``again()`` (when given) collects a second, independent sample, used only if this one
+    is over the bound: the test fails when both are."""
+    if again is not None and not _within(samples, margin):
+        print(f"{what}: over the bound once; a second sample decides")
+        samples = again()
+    _assert_within(samples, margin, what)
+
+
+def _within(samples: list[Sample], margin: float) -> bool:
+    train, test = samples[0::2], samples[1::2]
+    limit = 0.5 + margin
+    return answer_accuracy(train, test) <= limit and latency_accuracy(train, test) <= limit
+
+
+def _assert_within(samples: list[Sample], margin: float, what: str) -> None:
     train, test = samples[0::2], samples[1::2]
     by_answer = answer_accuracy(train, test)
     by_time = latency_accuracy(train, test)
@@ -170,13 +192,23 @@ def test_no_oracle_warm_with_the_provider_working(
     warm_samples(site, [False] * 10, 0)  # the site has sent codes before
     samples = warm_samples(site, _labels(200, 1), 1000)
     assert all(status == 200 for _, status, _, _ in samples)
-    assert_no_better_than_chance(samples, 0.15, "warm, provider working")
+    assert_no_better_than_chance(
+        samples,
+        0.15,
+        "warm, provider working",
+        again=lambda: warm_samples(site, _labels(200, 11), 11000),
+    )
 
 
 def test_no_oracle_in_fresh_workers(site: Host, emulator: DysmsapiEmulator) -> None:
     warm_samples(site, [False] * 10, 0)
     samples = cold_samples(site, _labels(100, 2), 2000)
-    assert_no_better_than_chance(samples, 0.2, "cold workers, provider working")
+    assert_no_better_than_chance(
+        samples,
+        0.2,
+        "cold workers, provider working",
+        again=lambda: cold_samples(site, _labels(100, 12), 12000),
+    )
 
 
 @pytest.mark.parametrize(
@@ -197,11 +229,21 @@ def test_no_oracle_while_the_provider_fails(
     after = samples[first_real:]
     assert len({(s[1], s[2]) for s in after}) == 1, Counter((s[1], s[2]) for s in samples)
     assert samples[-1][1] == 503
-    assert_no_better_than_chance(after, 0.15, f"warm, provider failing with {failure}")
+    assert_no_better_than_chance(
+        after,
+        0.15,
+        f"warm, provider failing with {failure}",
+        again=lambda: warm_samples(site, _labels(100, 13), 13000),
+    )
     cold = cold_samples(site, _labels(60, 4), 4000)
     answers = {(s[1], s[2]) for s in cold}
     assert answers == {(samples[-1][1], samples[-1][2])}, [(s[0], s[1]) for s in cold]
-    assert_no_better_than_chance(cold, 0.25, f"cold, provider failing with {failure}")
+    assert_no_better_than_chance(
+        cold,
+        0.25,
+        f"cold, provider failing with {failure}",
+        again=lambda: cold_samples(site, _labels(60, 14), 14000),
+    )
 
 
 @pytest.mark.parametrize("fail_open", [False, True])
@@ -217,3 +259,13 @@ def test_no_oracle_while_the_limiter_storage_is_down(
     answers = {(s[1], s[2]) for s in samples}
     assert len(answers) == 1, answers  # refused alike (503), or let through alike (200)
     assert answers.pop()[0] == (200 if fail_open else 503)
+
+
+def test_the_second_sample_decides_and_a_real_leak_fails_both() -> None:
+    """The re-sampling cannot hide a leak: one that shows in every sample fails the test."""
+    labels = _labels(100, 7)
+    leaky = [(label, 200, "{}", 0.02 if label else 0.01) for label in labels]
+    clean = [(label, 200, "{}", 0.01) for label in labels]
+    assert_no_better_than_chance(leaky, 0.15, "leak once", again=lambda: clean)
+    with pytest.raises(AssertionError):
+        assert_no_better_than_chance(leaky, 0.15, "leak twice", again=lambda: leaky)

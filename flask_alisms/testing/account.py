@@ -71,12 +71,17 @@ def query_sign(
         "SignStatus": review.status,
         "CreateDate": "2024-01-02 10:00:00",
     }
+    return {**body, **_review_fields(review, newer)}
+
+
+def _review_fields(review: Review, newer: bool) -> dict[str, Any]:
+    """How a review's outcome is told: Get* (``newer``) and Query* name it differently."""
     if newer:
-        body["AuditStatus"] = _AUDIT[review.status]
-        body["AuditInfo"] = {"RejectInfo": review.reason, "AuditDate": "2024-01-03 10:00:00"}
-    else:
-        body["Reason"] = review.reason or "无审批备注"
-    return body
+        return {
+            "AuditStatus": _AUDIT[review.status],
+            "AuditInfo": {"RejectInfo": review.reason, "AuditDate": "2024-01-03 10:00:00"},
+        }
+    return {"Reason": review.reason or "无审批备注"}
 
 
 def query_template(
@@ -99,12 +104,7 @@ def query_template(
         "TemplateType": review.template_type,
         "CreateDate": "2024-01-02 10:00:00",
     }
-    if newer:
-        body["AuditStatus"] = _AUDIT[review.status]
-        body["AuditInfo"] = {"RejectInfo": review.reason, "AuditDate": "2024-01-03 10:00:00"}
-    else:
-        body["Reason"] = review.reason or "无审批备注"
-    return body
+    return {**body, **_review_fields(review, newer)}
 
 
 def query_send_statistics(

@@ -333,3 +333,21 @@ def stats_sync(days: int) -> None:
         differ += row.differs
         click.echo(f"{row.day}  aliyun={row.total:<6} ours={row.ours:<6} {flag}".rstrip())
     click.echo(f"Synced {len(rows)} day(s); {differ} differ.")
+
+
+@stats_cli.command("rebuild")
+@click.option(
+    "--days", default=None, type=click.IntRange(1, 3660),
+    help="Only the last N local days, today included (default: every day in the log).",
+)
+@with_appcontext
+def stats_rebuild(days: int | None) -> None:
+    """Recompute the daily totals behind monitoring and budgets from the send log.
+
+    For an upgrade from a version without them, or a repair; run it at a quiet time.
+    """
+    from .flows import totals
+
+    since = None if days is None else totals.today() - dt.timedelta(days=days - 1)
+    read = totals.rebuild(get_state(), since)
+    click.echo(f"Rebuilt the daily totals from {read} send-log row(s).")

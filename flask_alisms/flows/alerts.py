@@ -40,24 +40,6 @@ _threads: set[threading.Thread] = set()
 _lock = threading.Lock()
 
 
-def N_(text: str) -> str:
-    """Mark a message for pybabel (``N_`` is one of its default keywords); it is translated
-    later, in the alert's language."""
-    return text
-
-
-_TEXT = {
-    "day": N_(
-        "SMS budget alert (%(site)s): today's spend has reached %(percent)s%% of the daily "
-        "budget: %(spent)s of %(budget)s CNY (day %(start)s)."
-    ),
-    "month": N_(
-        "SMS budget alert (%(site)s): this month's spend has reached %(percent)s%% of the "
-        "monthly budget: %(spent)s of %(budget)s CNY (month from %(start)s)."
-    ),
-}
-
-
 @dataclass(frozen=True)
 class Alert:
     """One threshold crossed: what the signal, the banner and the webhook tell."""
@@ -84,8 +66,7 @@ def money(value: Decimal) -> str:
 
 def text(alert: Alert, site: str, language: str | None) -> str:
     """The robot message, in ``language`` (ALISMS_LANGUAGE; Simplified Chinese without it)."""
-    locale = normalise(language) if language else None
-    message = catalogue(locale or "zh_Hans").gettext(_TEXT[alert.period])
+    translations = catalogue((normalise(language) if language else None) or "zh_Hans")
     values = {
         "site": site,
         "percent": alert.percent,
@@ -93,10 +74,20 @@ def text(alert: Alert, site: str, language: str | None) -> str:
         "budget": money(alert.budget),
         "start": alert.start.isoformat(),
     }
+    if alert.period == "day":
+        message = translations.gettext(
+            "SMS budget alert (%(site)s): today's spend has reached %(percent)s%% of the daily "
+            "budget: %(spent)s of %(budget)s CNY (day %(start)s)."
+        )
+    else:
+        message = translations.gettext(
+            "SMS budget alert (%(site)s): this month's spend has reached %(percent)s%% of the "
+            "monthly budget: %(spent)s of %(budget)s CNY (month from %(start)s)."
+        )
     try:
         return message % values
-    except (KeyError, ValueError, TypeError):  # a translation that does not fit
-        return _TEXT[alert.period] % values
+    except (KeyError, ValueError, TypeError):  # a host's translation that does not fit
+        return f"SMS budget alert ({site}): {alert.percent}% of the {alert.period} budget"
 
 
 def body(alert: Alert, kind: str, site: str, language: str | None) -> dict[str, Any]:

@@ -577,3 +577,37 @@ def test_billed_cny_metric(make_host: Any, emulator: DysmsapiEmulator) -> None:
     assert after - before == pytest.approx(0.15)
     assert push(host, token_of(host), body).status_code == 200  # a repeat bills nothing more
     assert (REGISTRY.get_sample_value("alisms_sms_billed_cny_total") or 0.0) == after
+
+
+def test_workers_racing_to_fire_send_one_alert(
+    ready_host: Host, emulator: DysmsapiEmulator, fired: list[dict[str, Any]]
+) -> None:
+    """Each thread forgets what its process knew, as a fresh worker would: the table decides."""
+    from flask_alisms.flows import budget
+
+    ready_host.set_params(billing__price_per_sms="1", budget__daily="2", budget__alert_percent="50")
+    assert send_code(ready_host, NUMBERS[0]).status_code == 200
+    ready_host.set_params(budget__alert_percent="50,100")  # the next send crosses 100
+    with ready_host.app.app_context():
+        table = ready_host.models.DailyTotal.__table__
+        ready_host.db.session.execute(sa.update(table).values(sent=table.c.sent + 1))
+        ready_host.db.session.commit()  # as if another worker had just sent one more
+    barrier = threading.Barrier(6)
+    results: list[int] = []
+
+    def worker() -> None:
+        with ready_host.app.app_context():
+            barrier.wait()
+            ready_host.app.extensions.pop("alisms.budget_alerts_fired", None)
+            state = ready_host.app.extensions["alisms"]
+            results.append(len(budget.evaluate(state)))
+            ready_host.db.session.remove()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sum(results) == 1 and len(results) == 6
+    assert [a["percent"] for a in fired] == [50, 100]
+    assert alert_rows(ready_host) == [("day", 50), ("day", 100)]

@@ -256,6 +256,8 @@ def evaluate(state: AliSMSState) -> list[Alert]:
     known: set[tuple[str, dt.date, int]] = current_app.extensions.setdefault(
         "alisms.budget_alerts_fired", set()
     )
+    for old in [key for key in known if key[1] < month.start]:  # past periods: forget them
+        known.discard(old)
     fired = []
     for spend in (day, month):
         for percent in spend.crossed:

@@ -270,7 +270,7 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     :func:`flask_alisms.web.http.client_ip`). Raises :class:`GateClosed` (its subclass
     ``BudgetExhausted`` under a budget's hard stop), ``LimiterUnavailable``,
     ``CodeStoreUnavailable`` and, for a database failure before the provider is called, the
-    database's error, all with no limit spent.
+    database's error, with no limit spent.
     """
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {PURPOSES}")

@@ -179,6 +179,7 @@ def test_spend_counts_billed_segments_and_messages_in_flight(
 def test_without_a_price_the_panel_says_why_budgets_are_inactive(ready_host: Host) -> None:
     ready_host.set_params(budget__daily="5")
     page = ready_host.client(admin="root").get(PANEL).get_data(as_text=True)
+    assert '<details class="param-section" id="section-budget">' in page  # nothing reached
     assert "Budgets are inactive: set billing.price_per_sms" in page
     result = cli(ready_host, "budget")
     assert result.exit_code == 0, result.output
@@ -257,6 +258,8 @@ def test_each_threshold_fires_once_per_period(
         assert "reached 100% of the daily budget (4.00 of 4.00 CNY)" in page, path
         assert ROBOT_TOKEN not in page
     assert "daily budget" not in ready_host.client().get("/alisms/register").get_data(as_text=True)
+    page = ready_host.client(admin="root").get(PANEL).get_data(as_text=True)
+    assert '<details class="param-section" id="section-budget" open>' in page  # the link's target
 
 
 def test_the_monthly_budget_alerts_on_its_own(

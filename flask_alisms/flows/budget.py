@@ -130,6 +130,11 @@ class Status:
     def periods(self) -> tuple[Spend, Spend]:
         return (self.day, self.month)
 
+    @property
+    def reached(self) -> bool:
+        """A threshold of the day or the month is reached."""
+        return bool(self.day.crossed or self.month.crossed)
+
 
 def configured(values: Values) -> bool:
     """A price and at least one budget: only then do alerts and the hard stop cost a query."""

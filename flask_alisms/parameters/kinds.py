@@ -91,7 +91,10 @@ def _parse_decimal(value: object, places: int, maximum: int | None, above_zero: 
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise ValueError(_("must be a number such as 0.045"))
-    text = value.strip() if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        text = value.strip()
+    else:  # a typed config value; never "1E+1" for a Decimal
+        text = format(value, "f") if isinstance(value, Decimal) else str(value)
     if not text:
         return None
     if not _DECIMAL.fullmatch(text):

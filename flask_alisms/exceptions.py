@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "AccountError",
     "AliSMSError",
+    "BudgetExhausted",
     "CodeStoreUnavailable",
     "ConfigurationError",
     "DecryptionError",
@@ -65,6 +66,18 @@ class GateClosed(AliSMSError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason  # "registration_disabled" or "sms_not_configured"
+
+
+class BudgetExhausted(GateClosed):
+    """The day's or the month's SMS budget is spent and ``budget.hard_stop`` is on.
+
+    ``period`` is ``"day"`` or ``"month"``; the reason (the API's error code) is
+    ``budget_exhausted``.
+    """
+
+    def __init__(self, period: str) -> None:
+        super().__init__("budget_exhausted")
+        self.period = period
 
 
 class AccountError(AliSMSError):

@@ -10,6 +10,7 @@ every process writes its own files there and :func:`metrics_app` sums them.
 
 No label ever holds a phone number, a code or a secret: labels are the purpose, Aliyun's
 result code (unknown codes become ``other``), the limit rule and the receipt state.
+Spend is the counter ``alisms_sms_billed_cny_total`` (see the comment where it is made).
 """
 
 from __future__ import annotations
@@ -83,6 +84,17 @@ def registry_metrics(registry: Any = None) -> dict[str, Any]:
                     ["state"],
                     registry=target,
                 ),
+                # Spend as a counter, not per-period gauges: a counter is summed across
+                # gunicorn workers (and dead workers' files) in multi-process mode, which is
+                # exactly right for money billed; a gauge of "today's spend" set by whichever
+                # worker last looked would be stale after midnight and needs a multiprocess_mode
+                # guess. increase(alisms_sms_billed_cny_total[1d]) gives a day's spend.
+                "billed": prom.Counter(
+                    "alisms_sms_billed_cny",
+                    "CNY billed for delivered SMS segments, at billing.price_per_sms when the "
+                    "receipt was matched.",
+                    registry=target,
+                ),
             }
             _METRICS[id(target)] = made
     return made
@@ -117,6 +129,10 @@ def install(app: Flask, registry: Any = None) -> None:
     def on_receipt(sender: Any, *, state: str, **extra: Any) -> None:
         metrics["receipts"].labels(str(state)).inc()
 
+    def on_billed(sender: Any, *, cost: Any = None, **extra: Any) -> None:
+        if cost is not None:  # unknown while billing.price_per_sms is empty
+            metrics["billed"].inc(float(cost))  # Prometheus values are floats
+
     receivers: list[tuple[Any, Callable[..., None]]] = [
         (signals.code_sent, on_send),
         (signals.code_send_failed, on_send),
@@ -124,6 +140,7 @@ def install(app: Flask, registry: Any = None) -> None:
         (signals.code_verified, on_verified),
         (signals.code_rejected, on_rejected),
         (signals.receipt_received, on_receipt),
+        (signals.sms_billed, on_billed),
     ]
     for signal, receiver in receivers:
         signal.connect(receiver, sender=app, weak=False)

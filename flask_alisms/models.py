@@ -75,6 +75,7 @@ class Models:
     AliyunDaily: Any = None
     DailyTotal: Any = None
     FailureTotal: Any = None
+    BudgetAlert: Any = None
 
 
 def build_models(db: SQLAlchemy) -> Models:
@@ -234,6 +235,21 @@ def build_models(db: SQLAlchemy) -> Models:
         code = sa.Column(sa.String(64), primary_key=True)
         count = sa.Column(sa.Integer, nullable=False, default=0)
 
+    class BudgetAlert(db.Model):  # type: ignore[name-defined]
+        """A budget alert that fired: one row per period, period start and threshold.
+
+        The primary key decides, across every worker, who sends an alert: the INSERT that
+        succeeds (see :mod:`flask_alisms.flows.budget`).
+        """
+
+        __tablename__ = "alisms_budget_alert"
+        period = sa.Column(sa.String(5), primary_key=True)  # "day" or "month"
+        start = sa.Column(sa.Date, primary_key=True)  # the period's first day, ALISMS_TIMEZONE
+        percent = sa.Column(sa.Integer, primary_key=True)
+        fired_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        spent = sa.Column(sa.Numeric(14, 4), nullable=False)  # committed spend, CNY
+        budget = sa.Column(sa.Numeric(14, 2), nullable=False)  # CNY
+
     models = Models(
         Parameter,
         ParameterChange,
@@ -244,6 +260,7 @@ def build_models(db: SQLAlchemy) -> Models:
         AliyunDaily=AliyunDaily,
         DailyTotal=DailyTotal,
         FailureTotal=FailureTotal,
+        BudgetAlert=BudgetAlert,
     )
     _built[db] = models
     return models

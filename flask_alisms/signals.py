@@ -46,3 +46,11 @@ human_check_passed = _signals.signal("alisms.human-check-passed")
 #: Send-code was held back for a human check. Extra: ``kind``, ``reason`` ("missing",
 #: "expired", "reused", "wrong" or "unavailable"), ``client_ip``.
 human_check_refused = _signals.signal("alisms.human-check-refused")
+#: A threshold of ``budget.alert_percent`` was crossed, once per threshold and period across
+#: every worker. Extra: ``period`` ("day" or "month"), ``percent``, ``spent`` (the committed
+#: spend, CNY, a Decimal), ``budget`` (CNY, a Decimal) and ``start`` (the period's first day);
+#: no phone number.
+budget_alert = _signals.signal("alisms.budget-alert")
+#: Matched delivery receipts added segments Aliyun bills. Extra: ``segments`` and ``cost``
+#: (CNY at ``billing.price_per_sms``, a Decimal, or None while the price is unknown).
+sms_billed = _signals.signal("alisms.sms-billed")

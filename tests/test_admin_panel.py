@@ -118,6 +118,8 @@ def test_error_summary_links_to_each_field_at_the_top(host: Host) -> None:
         "limits": " open",  # the error
         "phones": "",
         "human_check": "",
+        "budget": "",
+        "alerts": "",
     }
 
 
@@ -205,6 +207,8 @@ def test_every_parameter_belongs_to_a_section_of_the_panel() -> None:
     catch-all "Other settings" section: give it one of these instead."""
     from flask_alisms.parameters import GROUPS, PARAMETERS
 
-    assert list(GROUPS) == ["aliyun", "registration", "codes", "limits", "phones", "human_check"]
+    assert list(GROUPS) == [
+        "aliyun", "registration", "codes", "limits", "phones", "human_check", "budget", "alerts"
+    ]
     strays = {p.key: p.group for p in PARAMETERS.values() if p.group not in GROUPS}
     assert not strays, f"parameters outside GROUPS: {strays}"

@@ -389,8 +389,8 @@ def test_panel_error_summary_sections_and_sources(
     _sign_in_as_admin(site, page)
     sections = page.locator("details.param-section")
     # Aliyun filled in, switches on by the example's ALISMS_PARAM_DEFAULTS: all complete.
-    expect(sections).to_have_count(6)  # and the human check
-    for index in range(6):
+    expect(sections).to_have_count(8)  # and the human check, cost and budgets, budget alerts
+    for index in range(8):
         expect(sections.nth(index)).not_to_have_attribute("open", "")
     codes = page.locator("details#section-codes")
     codes.locator("summary").click()

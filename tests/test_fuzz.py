@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -176,6 +177,19 @@ def accepted_values(param: Parameter) -> st.SearchStrategy[Any]:
             max_size=5,
         )
         return st.one_of(pairs, pairs.map(lambda p: ", ".join(f"{a}={b}" for a, b in p)))
+    if param.kind == "decimal":
+        smallest = Decimal(1).scaleb(-param.places) if param.above_zero else Decimal(0)
+        amounts = st.decimals(
+            min_value=smallest, max_value=param.maximum, places=param.places, allow_nan=False
+        )
+        return st.one_of(st.none(), amounts, amounts.map(lambda d: f" {d:f} "))
+    if param.kind == "percents":
+        percents = st.lists(st.integers(1, 1000), min_size=1, max_size=6, unique=True).map(sorted)
+        return st.one_of(
+            percents,
+            percents.map(lambda p: ",".join(map(str, p))),
+            percents.map(lambda p: " ".join(f"{n}%" for n in p)),
+        )
     if param.pattern is not None:
         return st.from_regex(param.pattern, fullmatch=True)
     printable = st.characters(blacklist_categories=("Cc", "Cs"))

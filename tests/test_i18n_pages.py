@@ -36,6 +36,7 @@ ALLOWED_WORDS = {
     "false", "ms", "UTC", "code", "purpose", "register", "reset", "login",
     "CSV",  # the export's file format
     "off", "always", "adaptive",  # the values of human_check.mode, typed as they are
+    "generic", "dingtalk", "wecom",  # the values of alerts.webhook_format, typed as they are
     "Nickname",  # the test host's own sign-up field, labelled by the host
 }  # fmt: skip
 WORD = re.compile(r"[A-Za-z][A-Za-z'’]*")

@@ -392,6 +392,7 @@ def test_no_secret_or_code_in_any_output(
         "limits__global_per_day": "1000",
         "limits__verify_per_hour": "20",
         "phone__allowed_country_codes": "86",
+        "budget__hard_stop": "false",
     }
     assert keep(admin.post("/alisms/admin/", data=fields)).status_code == 302
     html = keep(admin.get("/alisms/admin/")).get_data(as_text=True)

@@ -11,13 +11,18 @@ from ..i18n import gettext as _
 from ..phones import Phone
 from ..sms import SendResult, SmsMessage
 from ..state import get_state
+from . import budget
 from .codes import generate_code
 from .verification import SendOutcome, _message, _record
 
 
 def send_test_message(phone: Phone) -> SendResult:
-    """Send a real code SMS with the saved parameters, for the admin's test button and CLI."""
+    """Send a real code SMS with the saved parameters, for the admin's test button and CLI.
+
+    Raises :class:`~flask_alisms.exceptions.BudgetExhausted` under a budget's hard stop.
+    """
     state = get_state()
+    budget.enforce(state)
     code = generate_code(state.params.values().code_length)
     sender = state.sender_for_send()
     result = sender.send(_message(state, phone, code, "test"), state.credentials())

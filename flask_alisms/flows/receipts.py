@@ -35,7 +35,7 @@ from ..phones import Phone
 from ..sms import AliyunSender, SendResult
 from ..sms.receipts import DELIVERED, FAILED, ReceiptQueryError, query_send_details
 from ..state import AliSMSState
-from . import totals
+from . import budget, totals
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +240,8 @@ def match_pending(state: AliSMSState) -> int:
             .where(log.biz_id == receipt.biz_id, receipt.matched.is_(False), recent, accepted)
             .with_for_update()
         ).all()
-        totals.count_receipts(state, (totals.Transition(*row) for row in changing))
+        transitions = [totals.Transition(*row) for row in changing]
+        totals.count_receipts(state, transitions)
         outcome: Any = session.execute(
             sa.update(log)
             .where(log.biz_id == receipt.biz_id, receipt.matched.is_(False), recent, accepted)
@@ -264,6 +265,7 @@ def match_pending(state: AliSMSState) -> int:
             .values(matched=True)
             .execution_options(synchronize_session=False)
         )
+    budget.after_receipts(state, transitions)  # the billed signal; alerts now due
     return int(outcome.rowcount or 0)
 
 

@@ -27,7 +27,7 @@ from ..exceptions import CodeStoreUnavailable, GateClosed, LimiterUnavailable
 from ..phones import Phone
 from ..sms import Category, SendResult, SmsMessage
 from ..state import AliSMSState, get_state
-from . import guard, totals
+from . import budget, guard, totals
 from .codes import Verdict, generate_code
 from .receipts import receipt_fields
 from .throttle import Refusal
@@ -174,6 +174,7 @@ def _record(
             logger.error("Could not keep the code for %s: %s", phone.masked, type(exc).__name__)
             raise CodeStoreUnavailable("the code store did not answer") from exc
     _commit_log(state)
+    budget.after_send(state)  # alerts the send made due (only while a budget is set)
 
 
 def _skip_like_a_send(
@@ -266,16 +267,17 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     """Send a fresh code to ``phone`` for ``purpose`` unless a gate or a limit says no.
 
     ``client_ip`` is the client as the per-IP limits count it (an IPv6 /64, see
-    :func:`flask_alisms.web.http.client_ip`). Raises :class:`GateClosed`,
-    :class:`~flask_alisms.exceptions.LimiterUnavailable`,
-    :class:`~flask_alisms.exceptions.CodeStoreUnavailable` and, for a database failure
-    before the provider is called, the database's error, with no budget spent.
+    :func:`flask_alisms.web.http.client_ip`). Raises :class:`GateClosed` (its subclass
+    ``BudgetExhausted`` under a budget's hard stop), ``LimiterUnavailable``,
+    ``CodeStoreUnavailable`` and, for a database failure before the provider is called, the
+    database's error, with no limit spent.
     """
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {PURPOSES}")
     state = get_state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     check_gate(purpose, state)
+    budget.enforce(state)  # the same answer for every number: before the account rule
     values = state.params.values()
     interval = values.resend_interval
 
@@ -313,8 +315,7 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
         return SendOutcome(False, refusal.retry_after, refusal=refusal)
 
     if not real:
-        ttl = values.code_ttl
-        _skip_like_a_send(state, phone, purpose, values.code_length, seconds, keys, ttl)
+        _skip_like_a_send(state, phone, purpose, values.code_length, seconds, keys, values.code_ttl)
         logger.info("No code sent to %s for %s (account rule)", phone.masked, purpose)
         return SendOutcome(True, interval)
 

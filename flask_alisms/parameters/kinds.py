@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import phonenumbers
@@ -81,12 +82,67 @@ def _parse_country_codes(value: object) -> tuple[int, ...]:
     return tuple(codes)
 
 
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,12})?")
+
+
+def _parse_decimal(value: object, places: int, maximum: int | None, above_zero: bool) -> Any:
+    """A money amount as :class:`~decimal.Decimal` (never a float), or None when empty."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise ValueError(_("must be a number such as 0.045"))
+    if isinstance(value, str):
+        text = value.strip()
+    else:  # a typed config value; never "1E+1" for a Decimal
+        text = format(value, "f") if isinstance(value, Decimal) else str(value)
+    if not text:
+        return None
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(_("must be a number such as 0.045, with a point for decimals"))
+    try:
+        number = Decimal(text)
+    except InvalidOperation:  # pragma: no cover - the pattern lets only numbers through
+        raise ValueError(_("must be a number such as 0.045")) from None
+    if number != number.quantize(Decimal(1).scaleb(-places)):
+        raise ValueError(_("must have at most %(count)s decimals", count=places))
+    if above_zero and number == 0:
+        raise ValueError(_("must be more than 0; leave it empty for none"))
+    if maximum is not None and number > maximum:
+        raise ValueError(_("must be at most %(number)s", number=maximum))
+    return number
+
+
+def _parse_percents(value: object) -> tuple[int, ...]:
+    """``"80,100"`` as (80, 100): whole percents from 1 to 1000, each above the one before."""
+    items: Iterable[object]
+    if isinstance(value, str):
+        items = [part for part in re.split(r"[\s,]+", value) if part]
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        raise ValueError(_("must be a comma-separated list of percentages, e.g. 80,100"))
+    percents: list[int] = []
+    for item in items:
+        text = str(item).strip().rstrip("%")
+        if isinstance(item, bool) or not (text.isascii() and text.isdigit()):
+            raise ValueError(_("%(item)s is not a whole percentage", item=item))
+        number = int(text)
+        if not 1 <= number <= 1000:
+            raise ValueError(_("%(item)s must be from 1 to 1000", item=item))
+        if percents and number <= percents[-1]:
+            raise ValueError(_("must go up: each percentage above the one before"))
+        percents.append(number)
+    if not percents:
+        raise ValueError(_("needs at least one percentage, e.g. 80,100"))
+    return tuple(percents)
+
+
 @dataclass(frozen=True)
 class Parameter:
     """How one key is typed, shown and checked."""
 
     key: str
-    kind: str  # "str", "int", "bool", "codes" or "test_numbers"
+    kind: str  # "str", "int", "bool", "codes", "test_numbers", "decimal" or "percents"
     default: Any
     group: str
     label: str
@@ -99,6 +155,9 @@ class Parameter:
     minimum: int | None = None
     maximum: int | None = None
     max_length: int = 200
+    #: Decimals a "decimal" may have; ``above_zero`` refuses 0 (a budget of nothing).
+    places: int = 2
+    above_zero: bool = False
     #: The :class:`Values` attribute, where the key's last segment is not unique.
     name: str | None = None
 
@@ -119,6 +178,10 @@ class Parameter:
             return _parse_bool(value)
         if self.kind == "codes":
             return _parse_country_codes(value)
+        if self.kind == "decimal":
+            return _parse_decimal(value, self.places, self.maximum, self.above_zero)
+        if self.kind == "percents":
+            return _parse_percents(value)
         if self.kind == "test_numbers":
             if isinstance(value, str) and len(value) > self.max_length:
                 raise ValueError(
@@ -154,15 +217,17 @@ class Parameter:
         """Canonical text for storage and display."""
         if self.kind == "bool":
             return "true" if value else "false"
-        if self.kind == "codes":
+        if self.kind in ("codes", "percents"):
             return ",".join(str(code) for code in value)
+        if self.kind == "decimal":
+            return "" if value is None else format(value.normalize(), "f")
         if self.kind == "test_numbers":
             return ", ".join(f"{number}={code}" for number, code in value)
         return str(value)
 
     def display(self, value: Any) -> str:
         """What a page or the CLI may show: never a secret, the AccessKey ID only in part."""
-        if self.kind == "str" and not value:
+        if value is None or (self.kind == "str" and not value):
             return ""
         if self.secret:
             return "•••••••• (set)"

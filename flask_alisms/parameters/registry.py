@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from ..exceptions import InvalidParameter
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
+from .costs import COST_PARAMETERS
 from .kinds import Parameter
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ GROUPS: dict[str, str] = {
     "limits": _l("Send limits"),
     "phones": _l("Phone numbers"),
     "human_check": _l("Human check"),
+    "budget": _l("Cost and budgets"),
+    "alerts": _l("Budget alerts"),
 }
 
 PARAMETERS: dict[str, Parameter] = {
@@ -335,6 +339,7 @@ PARAMETERS: dict[str, Parameter] = {
             minimum=1,
             maximum=100,
         ),
+        *COST_PARAMETERS,
     )
 }
 
@@ -378,6 +383,14 @@ class Values:
     enable_mobile_login: bool = False
     auto_register: bool = False
     test_numbers: tuple[tuple[str, str], ...] = ()
+    price_per_sms: Decimal | None = None  # the cost parameters: see .costs
+    budget_daily: Decimal | None = None
+    budget_monthly: Decimal | None = None
+    alert_percent: tuple[int, ...] = (80, 100)
+    hard_stop: bool = False
+    webhook_url: str = field(default="", repr=False)
+    webhook_format: str = ""
+    dingtalk_secret: str = field(default="", repr=False)
 
     def template_for(self, purpose: str) -> str:
         """The code template for ``purpose``: its own if set, else the common one."""

@@ -27,8 +27,8 @@ from flask import (
 from werkzeug.routing import BuildError
 
 from .. import signals
-from ..exceptions import InvalidParameter
-from ..flows import messages, receipts, reconcile, sendlog
+from ..exceptions import BudgetExhausted, InvalidParameter
+from ..flows import budget, messages, receipts, reconcile, sendlog
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
 from ..models import utcnow
@@ -140,6 +140,7 @@ def admin_parameters() -> Any:
         sender=state.sender_for_send().name,
         last_test=last_test(state),
         changes=state.params.recent_changes(),
+        budget=budget.status(state),
     ), status
 
 
@@ -175,8 +176,13 @@ def admin_test_sms() -> Any:
             status = 400
         else:
             assert form.parsed_phone is not None  # set by the phone validator
-            result = messages.send_test_message(form.parsed_phone)
-            status = 200 if result.ok else 502
+            try:
+                result = messages.send_test_message(form.parsed_phone)
+            except BudgetExhausted as exc:
+                form.phone.errors = [_budget_refusal(exc.period)]
+                status = 503
+            else:
+                status = 200 if result.ok else 502
     return render_template(
         "alisms/admin/test_sms.html",
         form=form,
@@ -184,6 +190,18 @@ def admin_test_sms() -> Any:
         sender=state.sender_for_send().name,
         outcome_label=outcome_label,
     ), status
+
+
+def _budget_refusal(period: str) -> str:
+    if period == "day":
+        return _(
+            "Not sent: today's SMS budget is reached and budget.hard_stop is on. Raise "
+            "budget.daily or turn the hard stop off to send."
+        )
+    return _(
+        "Not sent: this month's SMS budget is reached and budget.hard_stop is on. Raise "
+        "budget.monthly or turn the hard stop off to send."
+    )
 
 
 @admin_required

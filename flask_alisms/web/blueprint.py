@@ -22,7 +22,7 @@ from ..exceptions import CodeStoreUnavailable, LimiterUnavailable
 from ..i18n import gettext as _
 from ..i18n import install as install_i18n
 from ..state import get_state
-from . import admin, api, hooks, human, openapi, pages
+from . import admin, api, hooks, human, openapi, pages, panel
 from .http import (
     DATABASE_DOWN,
     ApiError,
@@ -60,6 +60,7 @@ def create_blueprint(app: Flask) -> Blueprint:
     for error in server_body_errors():
         bp.register_error_handler(error, _unreadable_body)
     bp.context_processor(human.human_check_context)
+    bp.context_processor(panel.budget_context)
 
     bp.add_url_rule(
         "/api/", "api_fallback", api.api_fallback, defaults={"rest": ""}, methods=_API_METHODS

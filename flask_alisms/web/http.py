@@ -37,6 +37,7 @@ STATUS = {
     "not_signed_in": 401,
     "reauthentication_required": 401,
     "sms_not_configured": 503,
+    "budget_exhausted": 503,
     "weak_password": 422,
     "invalid_code": 400,
     "phone_taken": 409,
@@ -71,6 +72,8 @@ def gate_message(reason: str) -> str:
         return _("Registration by phone is closed on this site.")
     if reason == "login_disabled":
         return _("Sign-in by SMS code is not available on this site.")
+    if reason == "budget_exhausted":
+        return _("This site cannot send more SMS codes for now. Please try again later.")
     return _("SMS is not set up on this site yet. Please try again later.")
 
 

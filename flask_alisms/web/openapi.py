@@ -38,6 +38,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "A send or check limit is reached; see Retry-After."),
     "too_many_attempts": (429, "Too many wrong codes; see Retry-After."),
     "sms_not_configured": (503, "The Aliyun parameters are not filled in."),
+    "budget_exhausted": (503, "The SMS budget is spent and the hard stop is on; try later."),
     "service_unavailable": (503, "The limit or code storage is down; try again shortly."),
     "registration_failed": (503, "The account could not be created; request a new code."),
     "reset_failed": (503, "The password could not be changed; request a new code."),
@@ -84,6 +85,7 @@ _SENT = {
 _SEND_ERRORS = (
     *_POST_ERRORS,
     "sms_not_configured",
+    "budget_exhausted",
     "rate_limited",
     "sms_unavailable",
     "human_check_required",

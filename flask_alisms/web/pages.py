@@ -116,7 +116,11 @@ def _send_code(form: Any, purpose: str) -> tuple[int, dict[str, str], int]:
     refused = require_human_check_page()
     if refused is not None:
         return refused
-    outcome = verification.request_code(form.parsed_phone, purpose, client_ip())
+    try:
+        outcome = verification.request_code(form.parsed_phone, purpose, client_ip())
+    except GateClosed as exc:  # a budget's hard stop (the page checked the switches)
+        flash(gate_message(exc.reason), "error")
+        return 503, {}, 0
     if outcome.refusal is not None:
         wait = outcome.refusal.retry_after
         flash(

@@ -3,14 +3,18 @@ checklist that says why mobile registration is (not yet) open."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
 
+from ..flows import alerts, budget
 from ..i18n import gettext as _
 from ..parameters import ALLOW_REGISTER, ENABLE_MOBILE_REGISTER, TEMPLATE_CODE, ParameterRow
-from ..state import AliSMSState
+from ..state import AliSMSState, get_state
 from .forms import grouped
+
+logger = logging.getLogger(__name__)
 
 
 def _incomplete(row: ParameterRow) -> bool:
@@ -113,3 +117,21 @@ def last_test(state: AliSMSState) -> Any:
         .order_by(log.created_at.desc(), log.id.desc())
         .limit(1)
     ).first()
+
+
+def budget_context() -> dict[str, Any]:
+    """The budget banner's helpers for every page of the blueprint; the query runs only when
+    a template calls ``alisms_budget_alerts()`` (the panel's base template does)."""
+    return {"alisms_budget_alerts": _budget_alerts, "alisms_money": alerts.money}
+
+
+def _budget_alerts() -> list[alerts.Alert]:
+    state = get_state()
+    if not budget.configured(state.params.values()):
+        return []
+    try:
+        return budget.current_alerts(state)
+    except sa.exc.SQLAlchemyError as exc:  # a missing table after an upgrade: no banner
+        state.db.session.rollback()
+        logger.error("Could not read the budget alerts: %s", type(exc).__name__)
+        return []

@@ -1,0 +1,338 @@
+"""Server-rendered SVG charts for the monitoring page: no script, no external resources.
+
+Each function returns :class:`~markupsafe.Markup`; every text and attribute value passes
+through :func:`markupsafe.escape`. The charts scale with their ``viewBox`` (the stylesheet
+sets their width to 100 %), use colours that stay apart for colour-blind readers (Okabe and
+Ito's palette) and a pattern per series, so colour is never the only cue. Fills are SVG
+presentation attributes, not ``style``: the panel's Content-Security-Policy forbids inline
+styles. Numbers and dates are formatted for the page's locale with Babel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_skeleton
+from babel.numbers import format_compact_decimal, format_decimal, format_percent
+from markupsafe import Markup, escape
+
+from ..flows.monitoring import Day
+from ..i18n import current_locale
+from ..i18n import gettext as _
+
+WIDTH, HEIGHT = 640, 280
+LEFT, RIGHT, TOP, BOTTOM = 64, 12, 16, 40
+PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+#: Series of the stacked bars, bottom to top: (key, colour). Okabe-Ito colours.
+SERIES = (
+    ("delivered", "#0072B2"),
+    ("failed", "#D55E00"),
+    ("pending", "#8C8C8C"),
+    ("errors", "#CC79A7"),
+)
+RATE_COLOUR = "#0072B2"
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def _locale() -> Locale:
+    try:
+        return Locale.parse(current_locale())
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse("en")
+
+
+def number(value: int) -> str:
+    """1,234 in the page's locale."""
+    return format_decimal(value, locale=_locale())
+
+
+def compact(value: int) -> str:
+    """A short number for an axis: 12K, 1.2万."""
+    return format_compact_decimal(value, locale=_locale(), fraction_digits=1)
+
+
+def percent(value: float | None) -> str:
+    """0.953 as 95.3 % in the page's locale; an en dash for no value."""
+    if value is None:
+        return "–"
+    return format_percent(value, "#,##0.#%", locale=_locale())
+
+
+def day_label(day: dt.date, with_year: bool = False) -> str:
+    """Nov 30 / 11月30日."""
+    return format_skeleton("yMMMd" if with_year else "MMMd", day, locale=_locale())
+
+
+def series_labels() -> dict[str, str]:
+    return {
+        "delivered": _("Delivered"),
+        "failed": _("Not delivered"),
+        "pending": _("No receipt yet"),
+        "errors": _("Send errors"),
+    }
+
+
+# -- building blocks -------------------------------------------------------------------------
+
+_NAME = re.compile(r"[a-z][a-zA-Z0-9-]*\Z")
+
+
+def el(tag: str, *children: Any, **attrs: Any) -> Markup:
+    """``<tag attrs>children</tag>``: text is escaped, Markup kept; ``class_`` is ``class`` and
+    other underscores become hyphens (``data_day`` is ``data-day``); None leaves one out."""
+    names = [tag, *attrs]
+    if not all(_NAME.match(name.rstrip("_").replace("_", "-")) for name in names):
+        raise ValueError(f"not an XML name: {names!r}")
+    attributes = "".join(
+        f' {name.rstrip("_").replace("_", "-")}="{escape(_value(value))}"'
+        for name, value in attrs.items()
+        if value is not None
+    )
+    inner = "".join(escape(child) for child in children)
+    # The names were checked above; every value and child went through escape().
+    return Markup(f"<{tag}{attributes}>{inner}</{tag}>")  # noqa: S704
+
+
+def _value(value: Any) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+def _text(
+    x: float, y: float, label: str, anchor: str = "middle", cls: str = "chart-tick"
+) -> Markup:
+    return el("text", label, x=x, y=y, text_anchor=anchor, class_=cls, fill="currentColor")
+
+
+def _patterns(prefix: str) -> Markup:
+    """A fill per series: plain, stripes, dots, cross-hatching."""
+    white = {"fill": "#ffffff", "fill_opacity": 0.6}
+    marks = {
+        "delivered": "",
+        "failed": el("rect", width=2, height=6, **white),
+        "pending": el("circle", cx=3, cy=3, r=1.3, **white),
+        "errors": el("rect", width=1.5, height=6, **white)
+        + el("rect", width=6, height=1.5, **white),
+    }
+    patterns = (
+        el(
+            "pattern",
+            el("rect", width=6, height=6, fill=colour),
+            marks[key],
+            id=f"{prefix}-{key}",
+            width=6,
+            height=6,
+            patternUnits="userSpaceOnUse",
+            patternTransform=None if key == "pending" else "rotate(45)",
+        )
+        for key, colour in SERIES
+    )
+    return el("defs", *patterns)
+
+
+def _svg(chart_id: str, title: str, desc: str, *body: Any) -> Markup:
+    return el(
+        "svg",
+        el("title", title, id=f"{chart_id}-title"),
+        el("desc", desc, id=f"{chart_id}-desc"),
+        *body,
+        xmlns="http://www.w3.org/2000/svg",
+        viewBox=f"0 0 {WIDTH} {HEIGHT}",
+        class_="chart",
+        id=chart_id,
+        role="img",
+        aria_labelledby=f"{chart_id}-title {chart_id}-desc",
+        font_family="system-ui, sans-serif",
+    )
+
+
+def _nice_max(value: int) -> int:
+    """The smallest 1, 2, 2.5 or 5 times a power of ten that holds ``value``, at least 4."""
+    if value <= 4:
+        return 4
+    power = 10 ** math.floor(math.log10(value))
+    return next(math.ceil(s * power) for s in (1, 2, 2.5, 5, 10) if s * power >= value)
+
+
+def _y_axis(ticks: Iterable[tuple[float, str]]) -> Markup:
+    """Grid lines and labels; ``ticks`` are (fraction of the height, label)."""
+    parts = []
+    for fraction, label in ticks:
+        y = TOP + PLOT_H * (1 - fraction)
+        grid = el(
+            "line", x1=LEFT, x2=WIDTH - RIGHT, y1=y, y2=y, stroke="currentColor", stroke_opacity=0.2
+        )
+        parts.append(grid + _text(LEFT - 6, y + 4, label, anchor="end"))
+    return el("g", *parts, class_="chart-y-axis")
+
+
+def _x_axis(days: Sequence[Day]) -> Markup:
+    """A date under every few bars; on a phone the stylesheet hides every other one."""
+    n = len(days)
+    slot, step, bottom = PLOT_W / n, max(1, math.ceil(n / 8)), TOP + PLOT_H
+    parts = [el("line", x1=LEFT, x2=WIDTH - RIGHT, y1=bottom, y2=bottom, stroke="currentColor")]
+    for count, index in enumerate(range(n - 1, -1, -step)):  # always label the last day
+        cls = "chart-tick chart-minor" if count % 2 else "chart-tick"
+        parts.append(
+            _text(LEFT + slot * (index + 0.5), bottom + 22, day_label(days[index].day), cls=cls)
+        )
+    return el("g", *parts, class_="chart-x-axis")
+
+
+def _span(days: Sequence[Day]) -> dict[str, str]:
+    return {"first": day_label(days[0].day, True), "last": day_label(days[-1].day, True)}
+
+
+# -- the charts ------------------------------------------------------------------------------
+
+
+def stacked_bars(days: Sequence[Day], chart_id: str = "chart-messages") -> Markup:
+    """Messages per day: delivered, not delivered, no receipt yet, and send errors on top."""
+    labels = series_labels()
+    top = _nice_max(max((d.figures.sent + d.figures.errors for d in days), default=0))
+    slot = PLOT_W / len(days)
+    bar = max(1.0, slot * 0.72)
+    groups = []
+    for index, day in enumerate(days):
+        f = day.figures
+        values = {
+            "delivered": f.delivered,
+            "failed": f.failed,
+            "pending": f.pending,
+            "errors": f.errors,
+        }
+        x, y = LEFT + slot * index + (slot - bar) / 2, float(TOP + PLOT_H)
+        shapes = []
+        for key, _colour in SERIES:
+            height = PLOT_H * values[key] / top
+            if height > 0:
+                y -= height
+                shapes.append(
+                    el(
+                        "rect",
+                        x=x,
+                        y=y,
+                        width=bar,
+                        height=height,
+                        fill=f"url(#{chart_id}-{key})",
+                        class_=f"bar-{key}",
+                    )
+                )
+        if len(days) <= 7 and f.sent + f.errors:
+            shapes.append(_text(x + bar / 2, y - 5, compact(f.sent + f.errors)))
+        summary = _(
+            "%(day)s: %(sent)s sent; %(figures)s",
+            day=day_label(day.day, True),
+            sent=number(f.sent),
+            figures=", ".join(f"{labels[k]} {number(values[k])}" for k, _c in SERIES),
+        )
+        data = {f"data_{k}": v for k, v in values.items()}
+        groups.append(
+            el(
+                "g",
+                el("title", summary),
+                *shapes,
+                class_="chart-day",
+                data_day=day.day.isoformat(),
+                data_sent=f.sent,
+                **data,
+            )
+        )
+    ticks = [(i / 4, compact(int(top * i / 4))) for i in range(5)]
+    desc = _(
+        "Messages per day from %(first)s to %(last)s, stacked from the bottom: delivered, not "
+        "delivered, no receipt yet (together what Aliyun accepted), then send errors. "
+        "%(sent)s sent in all. The table below the chart gives every number.",
+        sent=number(sum(d.figures.sent for d in days)),
+        **_span(days),
+    )
+    return _svg(
+        chart_id,
+        _("Messages per day"),
+        desc,
+        _patterns(chart_id),
+        _y_axis(ticks),
+        _x_axis(days),
+        el("g", *groups, class_="chart-bars"),
+    )
+
+
+def rate_line(days: Sequence[Day], chart_id: str = "chart-rate") -> Markup:
+    """The delivery rate per day (0-100 %); days without sends leave a gap in the line."""
+    slot = PLOT_W / len(days)
+    segments: list[list[str]] = [[]]
+    points = []
+    for index, day in enumerate(days):
+        rate = day.figures.rate
+        if rate is None:
+            segments.append([])
+            continue
+        x, y = LEFT + slot * (index + 0.5), TOP + PLOT_H * (1 - rate)
+        segments[-1].append(f"{_value(x)},{_value(y)}")
+        label = _("%(day)s: %(rate)s delivered", day=day_label(day.day, True), rate=percent(rate))
+        points.append(
+            el(
+                "circle",
+                el("title", label),
+                cx=x,
+                cy=y,
+                r=3.5,
+                fill=RATE_COLOUR,
+                stroke="#ffffff",
+                stroke_width=1,
+                class_="chart-point",
+                data_day=day.day.isoformat(),
+                data_rate=f"{rate:.4f}",
+            )
+        )
+    lines = [
+        el(
+            "polyline",
+            points=" ".join(segment),
+            fill="none",
+            stroke=RATE_COLOUR,
+            stroke_width=2.5,
+            stroke_linejoin="round",
+        )
+        for segment in segments
+        if len(segment) > 1
+    ]
+    if not points:
+        points.append(
+            _text(LEFT + PLOT_W / 2, TOP + PLOT_H / 2, _("Nothing was sent."), cls="chart-note")
+        )
+    desc = _(
+        "The share of accepted messages that were delivered, per day from %(first)s to "
+        "%(last)s, from 0 to 100 percent. Days when nothing was sent have no point. The table "
+        "below the chart gives every number.",
+        **_span(days),
+    )
+    ticks = [(i / 4, percent(i / 4)) for i in range(5)]
+    return _svg(
+        chart_id,
+        _("Delivery rate per day"),
+        desc,
+        _y_axis(ticks),
+        _x_axis(days),
+        el("g", *lines, *points, class_="chart-line"),
+    )
+
+
+def legend() -> Markup:
+    """The bar chart's key as an HTML list: a swatch with the series' pattern, and its name."""
+    labels = series_labels()
+    items = (
+        el(
+            "li",
+            el("span", class_=f"chart-swatch chart-swatch-{key}", aria_hidden="true"),
+            labels[key],
+        )
+        for key, _colour in SERIES
+    )
+    return el("ul", *items, class_="chart-legend", aria_label=_("Legend"))

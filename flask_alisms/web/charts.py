@@ -153,11 +153,11 @@ def _svg(chart_id: str, title: str, desc: str, *body: Any) -> Markup:
 
 
 def _nice_max(value: int) -> int:
-    """The smallest 1, 2, 2.5 or 5 times a power of ten that holds ``value``, at least 4."""
-    if value <= 4:
-        return 4
-    power = 10 ** math.floor(math.log10(value))
-    return next(math.ceil(s * power) for s in (1, 2, 2.5, 5, 10) if s * power >= value)
+    """The axis top: four equal whole steps (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of
+    ten) that reach ``value``; at least 4."""
+    power = 10 ** math.floor(math.log10(max(value, 4) / 4))
+    steps = (s * power for s in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10))
+    return 4 * int(next(s for s in steps if s == int(s) and 4 * s >= value))
 
 
 def _y_axis(ticks: Iterable[tuple[float, str]]) -> Markup:
@@ -201,28 +201,15 @@ def stacked_bars(days: Sequence[Day], chart_id: str = "chart-messages") -> Marku
     groups = []
     for index, day in enumerate(days):
         f = day.figures
-        values = {
-            "delivered": f.delivered,
-            "failed": f.failed,
-            "pending": f.pending,
-            "errors": f.errors,
-        }
+        values = dict(zip(labels, (f.delivered, f.failed, f.pending, f.errors)))
         x, y = LEFT + slot * index + (slot - bar) / 2, float(TOP + PLOT_H)
         shapes = []
-        for key, _colour in SERIES:
-            height = PLOT_H * values[key] / top
+        for key, height in ((k, PLOT_H * v / top) for k, v in values.items()):
             if height > 0:
                 y -= height
+                box = {"x": x, "y": y, "width": bar, "height": height}
                 shapes.append(
-                    el(
-                        "rect",
-                        x=x,
-                        y=y,
-                        width=bar,
-                        height=height,
-                        fill=f"url(#{chart_id}-{key})",
-                        class_=f"bar-{key}",
-                    )
+                    el("rect", fill=f"url(#{chart_id}-{key})", class_=f"bar-{key}", **box)
                 )
         if len(days) <= 7 and f.sent + f.errors:
             shapes.append(_text(x + bar / 2, y - 5, compact(f.sent + f.errors)))
@@ -230,21 +217,12 @@ def stacked_bars(days: Sequence[Day], chart_id: str = "chart-messages") -> Marku
             "%(day)s: %(sent)s sent; %(figures)s",
             day=day_label(day.day, True),
             sent=number(f.sent),
-            figures=", ".join(f"{labels[k]} {number(values[k])}" for k, _c in SERIES),
+            figures=", ".join(f"{labels[k]} {number(v)}" for k, v in values.items()),
         )
-        data = {f"data_{k}": v for k, v in values.items()}
-        groups.append(
-            el(
-                "g",
-                el("title", summary),
-                *shapes,
-                class_="chart-day",
-                data_day=day.day.isoformat(),
-                data_sent=f.sent,
-                **data,
-            )
-        )
-    ticks = [(i / 4, compact(int(top * i / 4))) for i in range(5)]
+        data: dict[str, Any] = {f"data_{k}": v for k, v in values.items()}
+        data.update(data_day=day.day.isoformat(), data_sent=f.sent)
+        groups.append(el("g", el("title", summary), *shapes, class_="chart-day", **data))
+    ticks = [(i / 4, compact(top * i // 4)) for i in range(5)]
     desc = _(
         "Messages per day from %(first)s to %(last)s, stacked from the bottom: delivered, not "
         "delivered, no receipt yet (together what Aliyun accepted), then send errors. "
@@ -252,15 +230,12 @@ def stacked_bars(days: Sequence[Day], chart_id: str = "chart-messages") -> Marku
         sent=number(sum(d.figures.sent for d in days)),
         **_span(days),
     )
-    return _svg(
-        chart_id,
-        _("Messages per day"),
-        desc,
-        _patterns(chart_id),
-        _y_axis(ticks),
-        _x_axis(days),
-        el("g", *groups, class_="chart-bars"),
-    )
+    body = (_patterns(chart_id), _y_axis(ticks), _x_axis(days), el("g", *groups))
+    return _svg(chart_id, _("Messages per day"), desc, *body)
+
+
+_LINE = {"fill": "none", "stroke": RATE_COLOUR, "stroke_width": 2.5, "stroke_linejoin": "round"}
+_POINT = {"r": 3.5, "fill": RATE_COLOUR, "stroke": "#ffffff", "stroke_width": 1}
 
 
 def rate_line(days: Sequence[Day], chart_id: str = "chart-rate") -> Markup:
@@ -276,37 +251,12 @@ def rate_line(days: Sequence[Day], chart_id: str = "chart-rate") -> Markup:
         x, y = LEFT + slot * (index + 0.5), TOP + PLOT_H * (1 - rate)
         segments[-1].append(f"{_value(x)},{_value(y)}")
         label = _("%(day)s: %(rate)s delivered", day=day_label(day.day, True), rate=percent(rate))
-        points.append(
-            el(
-                "circle",
-                el("title", label),
-                cx=x,
-                cy=y,
-                r=3.5,
-                fill=RATE_COLOUR,
-                stroke="#ffffff",
-                stroke_width=1,
-                class_="chart-point",
-                data_day=day.day.isoformat(),
-                data_rate=f"{rate:.4f}",
-            )
-        )
-    lines = [
-        el(
-            "polyline",
-            points=" ".join(segment),
-            fill="none",
-            stroke=RATE_COLOUR,
-            stroke_width=2.5,
-            stroke_linejoin="round",
-        )
-        for segment in segments
-        if len(segment) > 1
-    ]
+        data = {"data_day": day.day.isoformat(), "data_rate": f"{rate:.4f}"}
+        points.append(el("circle", el("title", label), cx=x, cy=y, **_POINT, **data))
+    lines = [el("polyline", points=" ".join(s), **_LINE) for s in segments if len(s) > 1]
     if not points:
-        points.append(
-            _text(LEFT + PLOT_W / 2, TOP + PLOT_H / 2, _("Nothing was sent."), cls="chart-note")
-        )
+        note = _("Nothing was sent.")
+        points.append(_text(LEFT + PLOT_W / 2, TOP + PLOT_H / 2, note, cls="chart-note"))
     desc = _(
         "The share of accepted messages that were delivered, per day from %(first)s to "
         "%(last)s, from 0 to 100 percent. Days when nothing was sent have no point. The table "
@@ -314,14 +264,8 @@ def rate_line(days: Sequence[Day], chart_id: str = "chart-rate") -> Markup:
         **_span(days),
     )
     ticks = [(i / 4, percent(i / 4)) for i in range(5)]
-    return _svg(
-        chart_id,
-        _("Delivery rate per day"),
-        desc,
-        _y_axis(ticks),
-        _x_axis(days),
-        el("g", *lines, *points, class_="chart-line"),
-    )
+    body = (_y_axis(ticks), _x_axis(days), el("g", *lines, *points))
+    return _svg(chart_id, _("Delivery rate per day"), desc, *body)
 
 
 def legend() -> Markup:

@@ -179,9 +179,10 @@ def _x_axis(days: Sequence[Day]) -> Markup:
     parts = [el("line", x1=LEFT, x2=WIDTH - RIGHT, y1=bottom, y2=bottom, stroke="currentColor")]
     for count, index in enumerate(range(n - 1, -1, -step)):  # always label the last day
         cls = "chart-tick chart-minor" if count % 2 else "chart-tick"
-        parts.append(
-            _text(LEFT + slot * (index + 0.5), bottom + 22, day_label(days[index].day), cls=cls)
-        )
+        x, anchor = LEFT + slot * (index + 0.5), "middle"
+        if count == 0 and slot < 60:  # the last date ends at the edge, not beyond it
+            x, anchor = WIDTH - RIGHT, "end"
+        parts.append(_text(x, bottom + 22, day_label(days[index].day), anchor=anchor, cls=cls))
     return el("g", *parts, class_="chart-x-axis")
 
 

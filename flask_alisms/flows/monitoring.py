@@ -10,7 +10,7 @@ count, nor do refused sends (``errors``) or answers given without sending (``ski
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from ..sms import explain
 from ..state import AliSMSState
@@ -50,7 +50,13 @@ class Figures:
 
     def __add__(self, other: Figures) -> Figures:
         return Figures(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+            self.sent + other.sent,
+            self.delivered + other.delivered,
+            self.failed + other.failed,
+            self.errors + other.errors,
+            self.local + other.local,
+            self.skipped + other.skipped,
+            self.billed + other.billed,
         )
 
 

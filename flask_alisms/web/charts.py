@@ -13,12 +13,17 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_skeleton
-from babel.numbers import format_compact_decimal, format_decimal, format_percent
+from babel.numbers import (
+    format_compact_decimal,
+    format_decimal,
+    format_percent,
+    get_group_symbol,
+)
 from markupsafe import Markup, escape
 
 from ..flows.monitoring import Day
@@ -41,33 +46,50 @@ RATE_COLOUR = "#0072B2"
 # -- formatting ------------------------------------------------------------------------------
 
 
-def _locale() -> Locale:
-    try:
-        return Locale.parse(current_locale())
-    except (UnknownLocaleError, ValueError):
-        return Locale.parse("en")
+class Formatter:
+    """Numbers and dates in the page's locale, each distinct value formatted once: a 90-day
+    page shows about a thousand of them, and Babel takes tens of microseconds for each."""
 
+    def __init__(self, locale: str | None = None) -> None:
+        try:
+            self.locale = Locale.parse(locale or current_locale())
+        except (UnknownLocaleError, ValueError):
+            self.locale = Locale.parse("en")
+        grouping = self.locale.decimal_formats[None].grouping
+        self._group = get_group_symbol(self.locale) if grouping == (3, 3) else None
+        self._memo: dict[tuple[Any, ...], str] = {}
 
-def number(value: int) -> str:
-    """1,234 in the page's locale."""
-    return format_decimal(value, locale=_locale())
+    def number(self, value: int) -> str:
+        """1,234 in the page's locale."""
+        if self._group is not None:  # thousands, as most locales group them
+            return f"{value:,}".replace(",", self._group)
+        return self._once(("n", value), lambda: format_decimal(value, locale=self.locale))
 
+    def compact(self, value: int) -> str:
+        """A short number for an axis: 12K, 1.2万."""
+        return format_compact_decimal(value, locale=self.locale, fraction_digits=1)
 
-def compact(value: int) -> str:
-    """A short number for an axis: 12K, 1.2万."""
-    return format_compact_decimal(value, locale=_locale(), fraction_digits=1)
+    def percent(self, value: float | None) -> str:
+        """0.953 as 95.3 % in the page's locale; an en dash for no value."""
+        if value is None:
+            return "–"
+        value = round(value, 3)
+        return self._once(
+            ("p", value), lambda: format_percent(value, "#,##0.#%", locale=self.locale)
+        )
 
+    def day(self, day: dt.date, with_year: bool = False) -> str:
+        """Nov 30 / 11月30日, or with the year."""
+        skeleton = "yMMMd" if with_year else "MMMd"
+        return self._once(
+            (skeleton, day), lambda: format_skeleton(skeleton, day, locale=self.locale)
+        )
 
-def percent(value: float | None) -> str:
-    """0.953 as 95.3 % in the page's locale; an en dash for no value."""
-    if value is None:
-        return "–"
-    return format_percent(value, "#,##0.#%", locale=_locale())
-
-
-def day_label(day: dt.date, with_year: bool = False) -> str:
-    """Nov 30 / 11月30日."""
-    return format_skeleton("yMMMd" if with_year else "MMMd", day, locale=_locale())
+    def _once(self, key: tuple[Any, ...], make: Callable[[], str]) -> str:
+        text = self._memo.get(key)
+        if text is None:
+            text = self._memo[key] = make()
+        return text
 
 
 def series_labels() -> dict[str, str]:
@@ -82,32 +104,54 @@ def series_labels() -> dict[str, str]:
 # -- building blocks -------------------------------------------------------------------------
 
 _NAME = re.compile(r"[a-z][a-zA-Z0-9-]*\Z")
+_names: dict[str, str] = {}
+
+
+def _name(name: str) -> str:
+    """``class_`` is ``class``; other underscores become hyphens (``data_day``: ``data-day``)."""
+    xml = _names.get(name)
+    if xml is None:
+        xml = name.rstrip("_").replace("_", "-")
+        if not _NAME.match(xml):
+            raise ValueError(f"not an XML name: {name!r}")
+        _names[name] = xml
+    return xml
 
 
 def el(tag: str, *children: Any, **attrs: Any) -> Markup:
-    """``<tag attrs>children</tag>``: text is escaped, Markup kept; ``class_`` is ``class`` and
-    other underscores become hyphens (``data_day`` is ``data-day``); None leaves one out."""
-    names = [tag, *attrs]
-    if not all(_NAME.match(name.rstrip("_").replace("_", "-")) for name in names):
-        raise ValueError(f"not an XML name: {names!r}")
+    """``<tag attrs>children</tag>``: text is escaped, Markup kept, numbers written as they
+    are; an attribute whose value is None is left out."""
+    tag = _name(tag)
     attributes = "".join(
-        f' {name.rstrip("_").replace("_", "-")}="{escape(_value(value))}"'
-        for name, value in attrs.items()
-        if value is not None
+        f' {_name(name)}="{_value(value)}"' for name, value in attrs.items() if value is not None
     )
-    inner = "".join(escape(child) for child in children)
-    # The names were checked above; every value and child went through escape().
+    inner = "".join(child if isinstance(child, Markup) else escape(child) for child in children)
+    # The names were checked by _name(); every value and child went through _value or escape.
     return Markup(f"<{tag}{attributes}>{inner}</{tag}>")  # noqa: S704
 
 
 def _value(value: Any) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return escape(value)
 
 
 def _text(
     x: float, y: float, label: str, anchor: str = "middle", cls: str = "chart-tick"
 ) -> Markup:
     return el("text", label, x=x, y=y, text_anchor=anchor, class_=cls, fill="currentColor")
+
+
+def _rect(x: float, y: float, width: float, height: float, fill: str, cls: str) -> Markup:
+    """A bar, written directly: a 90-day chart has hundreds. ``fill`` and ``cls`` are names."""
+    if not (_NAME.match(fill) and _NAME.match(cls)):
+        raise ValueError(f"not XML names: {fill!r}, {cls!r}")
+    return Markup(  # noqa: S704 - numbers and checked names only
+        f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}" '
+        f'fill="url(#{fill})" class="{cls}"></rect>'
+    )
 
 
 def _patterns(prefix: str) -> Markup:
@@ -172,7 +216,7 @@ def _y_axis(ticks: Iterable[tuple[float, str]]) -> Markup:
     return el("g", *parts, class_="chart-y-axis")
 
 
-def _x_axis(days: Sequence[Day]) -> Markup:
+def _x_axis(days: Sequence[Day], fmt: Formatter) -> Markup:
     """A date under every few bars; on a phone the stylesheet hides every other one."""
     n = len(days)
     slot, step, bottom = PLOT_W / n, max(1, math.ceil(n / 8)), TOP + PLOT_H
@@ -182,20 +226,21 @@ def _x_axis(days: Sequence[Day]) -> Markup:
         x, anchor = LEFT + slot * (index + 0.5), "middle"
         if count == 0 and slot < 60:  # the last date ends at the edge, not beyond it
             x, anchor = WIDTH - RIGHT, "end"
-        parts.append(_text(x, bottom + 22, day_label(days[index].day), anchor=anchor, cls=cls))
+        parts.append(_text(x, bottom + 22, fmt.day(days[index].day), anchor=anchor, cls=cls))
     return el("g", *parts, class_="chart-x-axis")
 
 
-def _span(days: Sequence[Day]) -> dict[str, str]:
-    return {"first": day_label(days[0].day, True), "last": day_label(days[-1].day, True)}
+def _span(days: Sequence[Day], fmt: Formatter) -> dict[str, str]:
+    return {"first": fmt.day(days[0].day, True), "last": fmt.day(days[-1].day, True)}
 
 
 # -- the charts ------------------------------------------------------------------------------
 
 
-def stacked_bars(days: Sequence[Day], chart_id: str = "chart-messages") -> Markup:
+def stacked_bars(days: Sequence[Day], fmt: Formatter, chart_id: str = "chart-messages") -> Markup:
     """Messages per day: delivered, not delivered, no receipt yet, and send errors on top."""
     labels = series_labels()
+    template = _("%(day)s: %(sent)s sent; %(figures)s")  # translated once, filled per day
     top = _nice_max(max((d.figures.sent + d.figures.errors for d in days), default=0))
     slot = PLOT_W / len(days)
     bar = max(1.0, slot * 0.72)
@@ -208,30 +253,26 @@ def stacked_bars(days: Sequence[Day], chart_id: str = "chart-messages") -> Marku
         for key, height in ((k, PLOT_H * v / top) for k, v in values.items()):
             if height > 0:
                 y -= height
-                box = {"x": x, "y": y, "width": bar, "height": height}
-                shapes.append(
-                    el("rect", fill=f"url(#{chart_id}-{key})", class_=f"bar-{key}", **box)
-                )
+                shapes.append(_rect(x, y, bar, height, f"{chart_id}-{key}", f"bar-{key}"))
         if len(days) <= 7 and f.sent + f.errors:
-            shapes.append(_text(x + bar / 2, y - 5, compact(f.sent + f.errors)))
-        summary = _(
-            "%(day)s: %(sent)s sent; %(figures)s",
-            day=day_label(day.day, True),
-            sent=number(f.sent),
-            figures=", ".join(f"{labels[k]} {number(v)}" for k, v in values.items()),
-        )
+            shapes.append(_text(x + bar / 2, y - 5, fmt.compact(f.sent + f.errors)))
+        summary = template % {
+            "day": fmt.day(day.day, True),
+            "sent": fmt.number(f.sent),
+            "figures": ", ".join(f"{labels[k]} {fmt.number(v)}" for k, v in values.items()),
+        }
         data: dict[str, Any] = {f"data_{k}": v for k, v in values.items()}
         data.update(data_day=day.day.isoformat(), data_sent=f.sent)
         groups.append(el("g", el("title", summary), *shapes, class_="chart-day", **data))
-    ticks = [(i / 4, compact(top * i // 4)) for i in range(5)]
+    ticks = [(i / 4, fmt.compact(top * i // 4)) for i in range(5)]
     desc = _(
         "Messages per day from %(first)s to %(last)s, stacked from the bottom: delivered, not "
         "delivered, no receipt yet (together what Aliyun accepted), then send errors. "
         "%(sent)s sent in all. The table below the chart gives every number.",
-        sent=number(sum(d.figures.sent for d in days)),
-        **_span(days),
+        sent=fmt.number(sum(d.figures.sent for d in days)),
+        **_span(days, fmt),
     )
-    body = (_patterns(chart_id), _y_axis(ticks), _x_axis(days), el("g", *groups))
+    body = (_patterns(chart_id), _y_axis(ticks), _x_axis(days, fmt), el("g", *groups))
     return _svg(chart_id, _("Messages per day"), desc, *body)
 
 
@@ -239,9 +280,10 @@ _LINE = {"fill": "none", "stroke": RATE_COLOUR, "stroke_width": 2.5, "stroke_lin
 _POINT = {"r": 3.5, "fill": RATE_COLOUR, "stroke": "#ffffff", "stroke_width": 1}
 
 
-def rate_line(days: Sequence[Day], chart_id: str = "chart-rate") -> Markup:
+def rate_line(days: Sequence[Day], fmt: Formatter, chart_id: str = "chart-rate") -> Markup:
     """The delivery rate per day (0-100 %); days without sends leave a gap in the line."""
     slot = PLOT_W / len(days)
+    template = _("%(day)s: %(rate)s delivered")  # translated once, filled per day
     segments: list[list[str]] = [[]]
     points = []
     for index, day in enumerate(days):
@@ -251,7 +293,7 @@ def rate_line(days: Sequence[Day], chart_id: str = "chart-rate") -> Markup:
             continue
         x, y = LEFT + slot * (index + 0.5), TOP + PLOT_H * (1 - rate)
         segments[-1].append(f"{_value(x)},{_value(y)}")
-        label = _("%(day)s: %(rate)s delivered", day=day_label(day.day, True), rate=percent(rate))
+        label = template % {"day": fmt.day(day.day, True), "rate": fmt.percent(rate)}
         data = {"data_day": day.day.isoformat(), "data_rate": f"{rate:.4f}"}
         points.append(el("circle", el("title", label), cx=x, cy=y, **_POINT, **data))
     lines = [el("polyline", points=" ".join(s), **_LINE) for s in segments if len(s) > 1]
@@ -262,10 +304,10 @@ def rate_line(days: Sequence[Day], chart_id: str = "chart-rate") -> Markup:
         "The share of accepted messages that were delivered, per day from %(first)s to "
         "%(last)s, from 0 to 100 percent. Days when nothing was sent have no point. The table "
         "below the chart gives every number.",
-        **_span(days),
+        **_span(days, fmt),
     )
-    ticks = [(i / 4, percent(i / 4)) for i in range(5)]
-    body = (_y_axis(ticks), _x_axis(days), el("g", *lines, *points))
+    ticks = [(i / 4, fmt.percent(i / 4)) for i in range(5)]
+    body = (_y_axis(ticks), _x_axis(days, fmt), el("g", *lines, *points))
     return _svg(chart_id, _("Delivery rate per day"), desc, *body)
 
 

@@ -55,18 +55,19 @@ def admin_monitoring() -> Any:
 
 
 def _render(form: MonitoringForm, report: monitoring.Report | None) -> str:
+    fmt = charts.Formatter()
     return render_template(
         "alisms/admin/monitoring.html",
         form=form,
         report=report,
-        bars=charts.stacked_bars(report.days) if report else None,
-        rate=charts.rate_line(report.days) if report else None,
+        bars=charts.stacked_bars(report.days, fmt) if report else None,
+        rate=charts.rate_line(report.days, fmt) if report else None,
         legend=charts.legend(),
         labels=charts.series_labels(),
         zone_name=current_app.config["ALISMS_TIMEZONE"],
-        number=charts.number,
-        percent=charts.percent,
-        day_label=charts.day_label,
+        number=fmt.number,
+        percent=fmt.percent,
+        day_label=fmt.day,
         purpose_label=purpose_label,
         source_labels={totals.SEND: _("Send refused"), totals.RECEIPT: _("Not delivered")},
     )

@@ -45,7 +45,7 @@ PAGES = {
     "parameters": "/alisms/admin/",
     "test SMS": "/alisms/admin/test-sms",
     "monitoring, 30 days": "/alisms/admin/monitoring",
-    "monitoring, 90 days, purpose reset": "/alisms/admin/monitoring?days=90&purpose=reset",
+    "monitoring, 90 d, reset": "/alisms/admin/monitoring?days=90&purpose=reset",
 }
 
 FILL = """

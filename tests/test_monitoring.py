@@ -286,3 +286,39 @@ def test_chinese_page(host: Host, spread: dict[str, str], language: str, words: 
     day = dt.date.fromisoformat(spread["0"])
     assert f"{day.month}月{day.day}日" in html  # dates in the locale's form
     charts(html)
+
+
+def test_page_never_reads_the_send_log(host: Host, spread: dict[str, str]) -> None:
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    with host.app.app_context():
+        engine = host.db.engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        page(host, days="90", purpose="login")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert any("alisms_daily_total" in s for s in statements)
+    assert any("alisms_failure_total" in s for s in statements)
+    assert not any("alisms_send_log" in s for s in statements), statements
+
+
+def test_large_numbers_are_grouped_and_the_axis_has_whole_steps(host: Host) -> None:
+    with host.app.app_context():
+        day = totals.today()
+        host.db.session.execute(
+            sa.insert(host.models.DailyTotal.__table__),
+            [{"day": day, "purpose": "register", "sent": 12345, "errors": 678, "skipped": 0,
+              "local": 0, "delivered": 12000, "failed": 300, "billed": 12000}],
+        )  # fmt: skip
+        host.db.session.commit()
+    html = page(host, days="7")
+    assert table_by_day(html)[day.isoformat()] == {
+        "sent": 12345, "delivered": 12000, "failed": 300, "pending": 45, "errors": 678,
+    }  # fmt: skip
+    assert ">12,345<" in html and ">97.2%<" in html  # grouped digits, one decimal
+    ticks = [t.text for t in charts(html)[0].iter(f"{SVG}text") if t.get("text-anchor") == "end"]
+    assert ticks == ["0", "4K", "8K", "12K", "16K"]  # 13,023 in a day: top of 16,000

@@ -240,6 +240,13 @@ def failure_codes(
 # -- rebuilding -----------------------------------------------------------------------------
 
 
+def oldest_day(state: AliSMSState) -> dt.date | None:
+    """The local day of the send log's oldest row (one index probe), None when it is empty."""
+    log = state.models.SendLog
+    first = state.db.session.scalar(sa.select(sa.func.min(log.created_at)))
+    return None if first is None else local_day(first, zone())
+
+
 def rebuild(state: AliSMSState, since: dt.date | None = None) -> int:
     """Recompute the totals of ``since`` onwards (all days when None) from the send log.
 

@@ -75,7 +75,7 @@ def _seed(site: Site) -> None:
                 )
         db.session.execute(sa.insert(model.__table__), rows)
         db.session.commit()
-    result = app.test_cli_runner().invoke(args=["alisms", "stats", "rebuild"])
+    result = app.test_cli_runner().invoke(args=["alisms", "stats", "rebuild", "--all"])
     assert result.exit_code == 0, result.output
 
 

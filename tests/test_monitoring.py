@@ -145,7 +145,7 @@ def _log(host: Host, rows: list[dict[str, Any]]) -> None:
             sa.insert(host.models.SendLog.__table__), [{**defaults, **row} for row in rows]
         )
         host.db.session.commit()
-    result = host.app.test_cli_runner().invoke(args=["alisms", "stats", "rebuild"])
+    result = host.app.test_cli_runner().invoke(args=["alisms", "stats", "rebuild", "--all"])
     assert result.exit_code == 0, result.output
 
 

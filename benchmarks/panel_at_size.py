@@ -16,7 +16,7 @@ times, on the same data, the two queries the log page ran on every request befor
 pagination ``count(*)`` and the 7-day per-outcome count. Goal: every page under 25 ms.
 
 The monitoring page reads the daily totals, not the log: after each fill the script counts
-them from the log with ``totals.rebuild`` (what ``flask alisms stats rebuild`` runs, timed).
+them from the log with ``totals.rebuild`` (as ``flask alisms stats rebuild --all``), timed.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def run_layout(url: str, rows: int, span_days: int, repeat: int) -> list[tuple[s
                 for _ in range(3)
             )  # fmt: skip
     print(f"\n{rows:,} rows over {span_days} days (filled and analysed in {fill_s:.1f} s)")
-    print(f"  flask alisms stats rebuild: {read:,} rows counted in {rebuild_s:.1f} s")
+    print(f"  flask alisms stats rebuild --all: {read:,} rows counted in {rebuild_s:.1f} s")
     print(f"  before 0.3, per log request: count(*) {old_count:.0f} ms, "
           f"7-day summary {old_summary:.0f} ms")  # fmt: skip
     client = app.test_client()

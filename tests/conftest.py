@@ -13,9 +13,10 @@ service (``redis+sentinel://host:port/service``), as .ci/run does for the tests 
 A service that was asked for but does not answer makes the tests that need it skip.
 
 Apart from these selectors (and ``ALISMS_BROWSER_TESTS``, ``ALISMS_README_SCREENSHOTS``,
-``ALISMS_CONCURRENCY_*``, read by their own modules), no test sees the caller's ``FLASK_*``,
-``ALISMS_*``, ``DATABASE_URL`` or ``REDIS_URL``: :func:`_clean_environment` removes them, so a
-shell set up for the example site cannot change what the suite tests.
+``ALISMS_SCREENSHOT_DIR``, ``ALISMS_CONCURRENCY_*``, read by their own modules), no test sees
+the caller's ``FLASK_*``, ``ALISMS_*``, ``DATABASE_URL`` or ``REDIS_URL``:
+:func:`_clean_environment` removes them, so a shell set up for the example site cannot change
+what the suite tests.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ SELECTORS = (
     "ALISMS_TEST_",
     "ALISMS_BROWSER_TESTS",
     "ALISMS_README_SCREENSHOTS",
+    "ALISMS_SCREENSHOT_DIR",
     "ALISMS_CONCURRENCY_",
 )
 

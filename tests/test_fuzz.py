@@ -323,7 +323,10 @@ ADMIN = [
     "/alisms/admin/test-sms",
     "/alisms/admin/log",
     "/alisms/admin/reconciliation",
+    "/alisms/admin/monitoring",
 ]
+#: Admin pages that only answer GET.
+GETS_ONLY = ("/alisms/admin/log", "/alisms/admin/reconciliation", "/alisms/admin/monitoring")
 #: POST-only admin actions.
 ADMIN_ACTIONS = ["/alisms/admin/check-remote"]
 ADMIN_CSV = "/alisms/admin/log.csv"
@@ -689,8 +692,7 @@ def test_every_post_route_answers_a_broken_body_with_400(world: World) -> None:
     client = world.host.client(admin="root")
     token = csrf_token(client)
     before = world.snapshot()
-    gets_only = ("/alisms/admin/log", "/alisms/admin/reconciliation")
-    posts = [path for path in API_POSTS + PAGES + ADMIN + ADMIN_ACTIONS if path not in gets_only]
+    posts = [path for path in API_POSTS + PAGES + ADMIN + ADMIN_ACTIONS if path not in GETS_ONLY]
     for path in posts:
         for error in _server_errors():
             for content_type in ("application/json", "application/x-www-form-urlencoded"):
@@ -852,7 +854,7 @@ def test_admin_pages_refuse_non_admins_whatever_they_send(
             data.add(name, value)
     before = world.snapshot()
     response = client.open(path, method=method, data=data, query_string={"phone": "1"})
-    if method == "POST" and path in ("/alisms/admin/log", "/alisms/admin/reconciliation"):
+    if method == "POST" and path in GETS_ONLY:
         assert response.status_code == 405
     else:
         assert response.status_code == 403

@@ -212,13 +212,13 @@ def count_receipts(state: AliSMSState, transitions: Iterable[Transition]) -> Non
 
 def day_totals(state: AliSMSState, first: dt.date, last: dt.date) -> list[DayTotal]:
     """The stored rows from ``first`` to ``last`` (inclusive); days without sends have none."""
-    model = state.models.DailyTotal
-    rows = state.db.session.scalars(
-        sa.select(model)
-        .where(model.day >= first, model.day <= last)
-        .order_by(model.day, model.purpose)
+    table = state.models.DailyTotal.__table__  # plain rows: ORM objects cost 5-8 times more
+    rows = state.db.session.execute(
+        sa.select(table.c.day, table.c.purpose, *(table.c[c] for c in COUNTERS))
+        .where(table.c.day >= first, table.c.day <= last)
+        .order_by(table.c.day, table.c.purpose)
     )
-    return [DayTotal(r.day, r.purpose, *(getattr(r, c) for c in COUNTERS)) for r in rows]
+    return [DayTotal(*row) for row in rows]
 
 
 def failure_codes(

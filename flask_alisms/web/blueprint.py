@@ -1,5 +1,6 @@
-"""``create_blueprint``: wires the module-level views of :mod:`.api`, :mod:`.pages` and
-:mod:`.admin` to URLs, with the error handlers that turn failures into clean answers.
+"""``create_blueprint``: wires the module-level views of :mod:`.api`, :mod:`.pages`,
+:mod:`.admin` and :mod:`.monitoring_views` to URLs, with the error handlers that turn
+failures into clean answers.
 
 A host replaces one view after ``init_app`` with
 ``app.view_functions["alisms.register"] = my_register`` (the endpoint names are the view
@@ -22,7 +23,7 @@ from ..exceptions import CodeStoreUnavailable, LimiterUnavailable
 from ..i18n import gettext as _
 from ..i18n import install as install_i18n
 from ..state import get_state
-from . import admin, api, hooks, human, openapi, pages, panel
+from . import admin, api, hooks, human, monitoring_views, openapi, pages, panel
 from .http import (
     DATABASE_DOWN,
     ApiError,
@@ -101,6 +102,9 @@ def create_blueprint(app: Flask) -> Blueprint:
         bp.add_url_rule("/admin/check-remote", view_func=admin.admin_recheck, methods=["POST"])
         bp.add_url_rule(
             "/admin/reconciliation", view_func=admin.admin_reconciliation, methods=["GET"]
+        )
+        bp.add_url_rule(
+            "/admin/monitoring", view_func=monitoring_views.admin_monitoring, methods=["GET"]
         )
     return bp
 

@@ -12,7 +12,7 @@ from flask import current_app, render_template, request
 from wtforms import Form, SelectField
 from wtforms.validators import Optional
 
-from ..flows import monitoring, totals
+from ..flows import budget, monitoring, totals
 from ..i18n import gettext as _
 from ..i18n import lazy_gettext as _l
 from ..state import get_state
@@ -60,6 +60,7 @@ def _render(form: MonitoringForm, report: monitoring.Report | None) -> str:
         "alisms/admin/monitoring.html",
         form=form,
         report=report,
+        budget=budget.status(get_state()),
         bars=charts.stacked_bars(report.days, fmt) if report else None,
         rate=charts.rate_line(report.days, fmt) if report else None,
         legend=charts.legend(),

@@ -957,6 +957,16 @@ def test_admin_test_sms_with_garbage_sends_nothing(
     assert world.snapshot() == before
 
 
+def test_a_captcha_path_with_a_slash_is_a_404(world: World) -> None:
+    """Found by the fuzz test below: an encoded slash made "image//0", which Werkzeug's slash
+    merging redirected instead of refusing."""
+    world.host.set_params(human_check__mode="always")
+    client = world.host.client()
+    api_post(client, "send-code", {"phone": PHONE})
+    for path in ("%2F0", "/0", "a%2Fb"):
+        assert client.get("/alisms/human-check/image/" + path).status_code == 404, path
+
+
 def test_static_files_never_leave_their_folder(world: World) -> None:
     client = world.host.client()
     for filename in [

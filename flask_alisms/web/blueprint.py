@@ -76,8 +76,11 @@ def create_blueprint(app: Flask) -> Blueprint:
     bp.add_url_rule("/api/login", view_func=api.api_login, methods=["POST"])
     bp.add_url_rule("/api/phone/send-code", view_func=api.api_phone_send_code, methods=["POST"])
     bp.add_url_rule("/api/phone", view_func=api.api_phone_change, methods=["POST"])
-    bp.add_url_rule(
-        "/human-check/image/<nonce>", view_func=human.human_check_image, methods=["GET"]
+    bp.add_url_rule(  # no slash merging: "image//x" is a 404, not a redirect to "image/x"
+        "/human-check/image/<nonce>",
+        view_func=human.human_check_image,
+        methods=["GET"],
+        merge_slashes=False,
     )
 
     bp.add_url_rule("/hooks/sms-report", view_func=hooks.sms_report, methods=["POST"])

@@ -290,74 +290,6 @@ def receipts_sync(since: str, max_calls: int) -> None:
         raise SystemExit(1)
 
 
-# -- Aliyun-checked setup and reconciliation -------------------------------------------------
-
-_REMOTE_WORDS = {"ok": "ok", "bad": "FAILED", "unknown": "could not check"}
-
-
-def _remote_check(state: Any) -> bool:
-    """Print what Aliyun says about the saved setup; False when a line is red."""
-    from .flows import setup_check
-
-    report = setup_check.refresh(state)
-    if report is None:
-        click.echo("Aliyun check: skipped (the sender is not Aliyun or parameters are missing).")
-        return True
-    for line in report.lines:
-        detail = line.code or line.why
-        if line.name == "template_text":
-            detail = "variables " + (", ".join(line.variables) or "none")
-        elif line.reason:
-            detail = f"{line.why}: {line.reason}"
-        click.echo(f"Aliyun {line.name}: {_REMOTE_WORDS[line.verdict]} ({detail})")
-    return not report.failed
-
-
-@alisms_cli.group("stats", help="Aliyun's send statistics beside the send log.")
-def stats_cli() -> None:
-    pass
-
-
-@stats_cli.command("sync")
-@click.option(
-    "--days", default=7, show_default=True, type=click.IntRange(1, 30),
-    help="How many Beijing days back, today included.",
-)
-@with_appcontext
-def stats_sync(days: int) -> None:
-    """Read QuerySendStatistics and store Aliyun's daily totals beside ours (for cron)."""
-    from .flows import reconcile
-
-    try:
-        rows = reconcile.sync(get_state(), days)
-    except reconcile.SyncError as exc:
-        raise click.ClickException(exc.message) from None
-    differ = 0
-    for row in rows:
-        flag = "DIFFERS" if row.differs else ""
-        differ += row.differs
-        click.echo(f"{row.day}  aliyun={row.total:<6} ours={row.ours:<6} {flag}".rstrip())
-    click.echo(f"Synced {len(rows)} day(s); {differ} differ.")
-
-
-@stats_cli.command("rebuild")
-@click.option(
-    "--days", default=None, type=click.IntRange(1, 3660),
-    help="Only the last N local days, today included (default: every day in the log).",
-)
-@with_appcontext
-def stats_rebuild(days: int | None) -> None:
-    """Recompute the daily totals behind monitoring and budgets from the send log.
-
-    For an upgrade from a version without them, or a repair; run it at a quiet time.
-    """
-    from .flows import totals
-
-    since = None if days is None else totals.today() - dt.timedelta(days=days - 1)
-    read = totals.rebuild(get_state(), since)
-    click.echo(f"Rebuilt the daily totals from {read} send-log row(s).")
-
-
 @alisms_cli.command("budget")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of lines.")
 @with_appcontext
@@ -425,3 +357,71 @@ def _budget_json(status: Any, fired: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "fired_now": fired,
     }
+
+
+# -- Aliyun-checked setup and reconciliation -------------------------------------------------
+
+_REMOTE_WORDS = {"ok": "ok", "bad": "FAILED", "unknown": "could not check"}
+
+
+def _remote_check(state: Any) -> bool:
+    """Print what Aliyun says about the saved setup; False when a line is red."""
+    from .flows import setup_check
+
+    report = setup_check.refresh(state)
+    if report is None:
+        click.echo("Aliyun check: skipped (the sender is not Aliyun or parameters are missing).")
+        return True
+    for line in report.lines:
+        detail = line.code or line.why
+        if line.name == "template_text":
+            detail = "variables " + (", ".join(line.variables) or "none")
+        elif line.reason:
+            detail = f"{line.why}: {line.reason}"
+        click.echo(f"Aliyun {line.name}: {_REMOTE_WORDS[line.verdict]} ({detail})")
+    return not report.failed
+
+
+@alisms_cli.group("stats", help="Aliyun's send statistics beside the send log.")
+def stats_cli() -> None:
+    pass
+
+
+@stats_cli.command("sync")
+@click.option(
+    "--days", default=7, show_default=True, type=click.IntRange(1, 30),
+    help="How many Beijing days back, today included.",
+)
+@with_appcontext
+def stats_sync(days: int) -> None:
+    """Read QuerySendStatistics and store Aliyun's daily totals beside ours (for cron)."""
+    from .flows import reconcile
+
+    try:
+        rows = reconcile.sync(get_state(), days)
+    except reconcile.SyncError as exc:
+        raise click.ClickException(exc.message) from None
+    differ = 0
+    for row in rows:
+        flag = "DIFFERS" if row.differs else ""
+        differ += row.differs
+        click.echo(f"{row.day}  aliyun={row.total:<6} ours={row.ours:<6} {flag}".rstrip())
+    click.echo(f"Synced {len(rows)} day(s); {differ} differ.")
+
+
+@stats_cli.command("rebuild")
+@click.option(
+    "--days", default=None, type=click.IntRange(1, 3660),
+    help="Only the last N local days, today included (default: every day in the log).",
+)
+@with_appcontext
+def stats_rebuild(days: int | None) -> None:
+    """Recompute the daily totals behind monitoring and budgets from the send log.
+
+    For an upgrade from a version without them, or a repair; run it at a quiet time.
+    """
+    from .flows import totals
+
+    since = None if days is None else totals.today() - dt.timedelta(days=days - 1)
+    read = totals.rebuild(get_state(), since)
+    click.echo(f"Rebuilt the daily totals from {read} send-log row(s).")

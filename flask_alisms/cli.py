@@ -290,6 +290,75 @@ def receipts_sync(since: str, max_calls: int) -> None:
         raise SystemExit(1)
 
 
+@alisms_cli.command("budget")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of lines.")
+@with_appcontext
+def budget_report(as_json: bool) -> None:
+    """Print today's and this month's SMS spend against the budgets; fire due alerts (cron)."""
+    from flask import current_app
+
+    from . import signals
+    from .flows import alerts, budget
+
+    state = get_state()
+    fired: list[dict[str, Any]] = []
+
+    def collect(sender: Any, **alert: Any) -> None:
+        fired.append({"period": alert["period"], "percent": alert["percent"]})
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    with signals.budget_alert.connected_to(collect, sender=app):
+        receipts.match_pending(state)  # receipts that came before their send rows
+        budget.evaluate(state)
+    alerts.wait()  # the webhooks' threads would die with this process
+    status = budget.status(state)
+    if as_json:
+        click.echo(json.dumps(_budget_json(status, fired)))
+        return
+    price = status.money(status.price) + " CNY" if status.price is not None else "unknown"
+    click.echo(f"Price per billed SMS: {price}; hard stop: {'on' if status.hard_stop else 'off'}")
+    if status.inactive_reason:
+        click.echo(status.inactive_reason)
+    for spend in status.periods:
+        limit = "none" if spend.budget is None else status.money(spend.budget)
+        used = "" if spend.percent is None else f" ({spend.percent}%)"
+        click.echo(
+            f"{spend.period:<5} from {spend.start}: spent {status.money(spend.spent)}, in "
+            f"flight {status.money(spend.in_flight)}, committed {status.money(spend.committed)}"
+            f" of budget {limit}{used}"
+        )
+    for alert in fired:
+        click.echo(f"Alert fired: {alert['period']} {alert['percent']}%")
+
+
+def _budget_json(status: Any, fired: list[dict[str, Any]]) -> dict[str, Any]:
+    def amount(value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "currency": "CNY",
+        "price_per_sms": amount(status.price),
+        "hard_stop": status.hard_stop,
+        "active": status.active,
+        **{
+            spend.period: {
+                "start": spend.start.isoformat(),
+                "billed_segments": spend.billed,
+                "pending_messages": spend.pending,
+                "spent": amount(spend.spent),
+                "in_flight": amount(spend.in_flight),
+                "committed": amount(spend.committed),
+                "budget": amount(spend.budget),
+                "percent": amount(spend.percent),
+                "thresholds_reached": list(spend.crossed),
+                "alerts_fired": list(spend.fired),
+            }
+            for spend in status.periods
+        },
+        "fired_now": fired,
+    }
+
+
 # -- Aliyun-checked setup and reconciliation -------------------------------------------------
 
 _REMOTE_WORDS = {"ok": "ok", "bad": "FAILED", "unknown": "could not check"}
@@ -370,72 +439,3 @@ def stats_rebuild(days: int | None, everything: bool) -> None:
         since = oldest if everything else oldest + dt.timedelta(days=1)
     read = totals.rebuild(state, since)
     click.echo(f"Rebuilt the daily totals since {since} from {read} send-log row(s).")
-
-
-@alisms_cli.command("budget")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of lines.")
-@with_appcontext
-def budget_report(as_json: bool) -> None:
-    """Print today's and this month's SMS spend against the budgets; fire due alerts (cron)."""
-    from flask import current_app
-
-    from . import signals
-    from .flows import alerts, budget
-
-    state = get_state()
-    fired: list[dict[str, Any]] = []
-
-    def collect(sender: Any, **alert: Any) -> None:
-        fired.append({"period": alert["period"], "percent": alert["percent"]})
-
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    with signals.budget_alert.connected_to(collect, sender=app):
-        receipts.match_pending(state)  # receipts that came before their send rows
-        budget.evaluate(state)
-    alerts.wait()  # the webhooks' threads would die with this process
-    status = budget.status(state)
-    if as_json:
-        click.echo(json.dumps(_budget_json(status, fired)))
-        return
-    price = status.money(status.price) + " CNY" if status.price is not None else "unknown"
-    click.echo(f"Price per billed SMS: {price}; hard stop: {'on' if status.hard_stop else 'off'}")
-    if status.inactive_reason:
-        click.echo(status.inactive_reason)
-    for spend in status.periods:
-        limit = "none" if spend.budget is None else status.money(spend.budget)
-        used = "" if spend.percent is None else f" ({spend.percent}%)"
-        click.echo(
-            f"{spend.period:<5} from {spend.start}: spent {status.money(spend.spent)}, in "
-            f"flight {status.money(spend.in_flight)}, committed {status.money(spend.committed)}"
-            f" of budget {limit}{used}"
-        )
-    for alert in fired:
-        click.echo(f"Alert fired: {alert['period']} {alert['percent']}%")
-
-
-def _budget_json(status: Any, fired: list[dict[str, Any]]) -> dict[str, Any]:
-    def amount(value: Any) -> str | None:
-        return None if value is None else str(value)
-
-    return {
-        "currency": "CNY",
-        "price_per_sms": amount(status.price),
-        "hard_stop": status.hard_stop,
-        "active": status.active,
-        **{
-            spend.period: {
-                "start": spend.start.isoformat(),
-                "billed_segments": spend.billed,
-                "pending_messages": spend.pending,
-                "spent": amount(spend.spent),
-                "in_flight": amount(spend.in_flight),
-                "committed": amount(spend.committed),
-                "budget": amount(spend.budget),
-                "percent": amount(spend.percent),
-                "thresholds_reached": list(spend.crossed),
-                "alerts_fired": list(spend.fired),
-            }
-            for spend in status.periods
-        },
-        "fired_now": fired,
-    }

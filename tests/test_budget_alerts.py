@@ -44,6 +44,9 @@ class Webhook:
     def __init__(self) -> None:
         received: list[dict[str, Any]] = []
         self.received = received
+        #: What the next POSTs are answered: status, extra headers, body.
+        self.answers: list[tuple[int, dict[str, str], bytes]] = []
+        answers = self.answers
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -58,9 +61,13 @@ class Webhook:
                         "body": json.loads(self.rfile.read(length)),
                     }
                 )
-                answer = b'{"errcode":0,"errmsg":"ok"}'
-                self.send_response(200)
+                status, headers, answer = (
+                    answers.pop(0) if answers else (200, {}, b'{"errcode":0,"errmsg":"ok"}')
+                )
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
@@ -614,3 +621,29 @@ def test_workers_racing_to_fire_send_one_alert(
     assert sum(results) == 1 and len(results) == 6
     assert [a["percent"] for a in fired] == [50, 100]
     assert alert_rows(ready_host) == [("day", 50), ("day", 100)]
+
+
+def test_a_robot_refusal_or_a_redirect_is_logged_not_followed(
+    ready_host: Host,
+    emulator: DysmsapiEmulator,
+    webhook: Webhook,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ready_host.set_params(
+        billing__price_per_sms="0.5",
+        budget__daily="1",
+        budget__alert_percent="50,100",
+        alerts__webhook_url=webhook.url("/robot/send"),
+        alerts__webhook_format="dingtalk",
+    )
+    webhook.answers.append((200, {}, b'{"errcode":310000,"errmsg":"keywords not in content"}'))
+    webhook.answers.append((302, {"Location": f"{webhook.base}/elsewhere"}, b"{}"))
+    caplog.set_level(logging.INFO)
+    for number in NUMBERS[:2]:
+        assert send_code(ready_host, number).status_code == 200
+        alerts.wait()
+    assert [item["path"] for item in webhook.received] == ["/robot/send", "/robot/send"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "Budget alert webhook on 127.0.0.1 refused the message: errcode 310000" in warnings
+    assert "Budget alert webhook on 127.0.0.1 answered HTTP 302" in warnings
+    assert not any(ROBOT_TOKEN in r.getMessage() for r in caplog.records)

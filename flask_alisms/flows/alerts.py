@@ -141,6 +141,16 @@ def wait(timeout: float = TIMEOUT * 2 + 1) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A robot answers where it was asked; a redirect is an error, not a new destination."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _post(url: str, payload: dict[str, Any]) -> None:
     host = urlsplit(url).hostname or "?"
     data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -148,7 +158,7 @@ def _post(url: str, payload: dict[str, Any]) -> None:
         url, data=data, method="POST", headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:  # noqa: S310
+        with _OPENER.open(request, timeout=TIMEOUT) as answer:
             raw = answer.read(64 * 1024)
         error = _robot_error(raw)
         if error is not None:

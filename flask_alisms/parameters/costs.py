@@ -19,10 +19,10 @@ WEBHOOK_FORMAT = "alerts.webhook_format"
 DINGTALK_SECRET = "alerts.dingtalk_secret"  # noqa: S105 - a key name, not a secret
 
 #: An http(s) URL: a host name, IPv4 or [IPv6] address, an optional port, then anything
-#: without spaces.
+#: without spaces or control characters.
 _URL = (
     r"https?://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?)"
-    r"(?::[0-9]{1,5})?(?:[/?#]\S*)?"
+    r"(?::[0-9]{1,5})?(?:[/?#][^\s\x00-\x1f\x7f]*)?"
 )
 
 COST_PARAMETERS = (

@@ -54,16 +54,19 @@ def _parse_test_numbers(value: object) -> tuple[tuple[str, str], ...]:
     return tuple(pairs.items())
 
 
-def _parse_country_codes(value: object) -> tuple[int, ...]:
-    items: Iterable[object]
+def _list_items(value: object, wrong_type: str) -> Iterable[object]:
+    """The items of a comma- or space-separated list, or of a list or tuple from the config."""
     if isinstance(value, str):
-        items = [part for part in re.split(r"[\s,]+", value) if part]
-    elif isinstance(value, (list, tuple)):
-        items = value
-    else:
-        raise ValueError(
-            _("must be a comma-separated list of country calling codes, e.g. 86,852")
-        )
+        return [part for part in re.split(r"[\s,]+", value) if part]
+    if isinstance(value, (list, tuple)):
+        return value
+    raise ValueError(wrong_type)
+
+
+def _parse_country_codes(value: object) -> tuple[int, ...]:
+    items = _list_items(
+        value, _("must be a comma-separated list of country calling codes, e.g. 86,852")
+    )
     codes: list[int] = []
     for item in items:
         text = str(item).strip().lstrip("+")
@@ -114,13 +117,7 @@ def _parse_decimal(value: object, places: int, maximum: int | None, above_zero: 
 
 def _parse_percents(value: object) -> tuple[int, ...]:
     """``"80,100"`` as (80, 100): whole percents from 1 to 1000, each above the one before."""
-    items: Iterable[object]
-    if isinstance(value, str):
-        items = [part for part in re.split(r"[\s,]+", value) if part]
-    elif isinstance(value, (list, tuple)):
-        items = value
-    else:
-        raise ValueError(_("must be a comma-separated list of percentages, e.g. 80,100"))
+    items = _list_items(value, _("must be a comma-separated list of percentages, e.g. 80,100"))
     percents: list[int] = []
     for item in items:
         text = str(item).strip().rstrip("%")

@@ -93,11 +93,12 @@ def create_app() -> Any:
         ip, now = request.remote_addr or "", time.time()
         keys = [
             f"LIMITS:{{alisms}}/{name}/{subject}"
-            for name, subject in (("ip-hour", ip), ("phone-interval", phone),
+            for name, subject in (("ip-hour", ip), ("ip-day", ip), ("phone-interval", phone),
                                   ("phone-hour", phone), ("phone-day", phone),
                                   ("global-day", "site"))
         ]
-        args = [repr(now), 100000, 3600, 1, 60, 5, 3600, 10, 86400, 10000000, 86400]
+        args = [repr(now), 100000, 3600, 1000000, 86400, 1, 60, 5, 3600, 10, 86400, 10000000,
+                86400]
         if script(keys=keys, args=args):
             return jsonify(error="rate_limited"), 429
         code = f"{secrets.randbelow(10**6):06d}"

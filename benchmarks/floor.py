@@ -2,8 +2,10 @@
 
 The floor route (``floor:create_app()``) is plain Flask + SQLAlchemy Core + redis-py, with no
 code of ours on the request path: a CSRF check (Flask-WTF), a phone parse (phonenumbers), the
-same Redis script call as the limits (the five windows of a send), then in one transaction the
-same SELECT (is the number a user's), INSERT (the send-log row) and upsert (the code).
+same Redis script call as the limits (it tests three guard keys, as send-code's tests the
+budgets' epoch and the provider breaker, then takes the six windows of a send), then in one
+transaction the same SELECT (is the number a user's), INSERT (the send-log row) and upsert
+(the code).
 Both servers use the benchmark's own database and Redis. Goal: send-code <= 1.15x the floor.
 """
 
@@ -62,7 +64,13 @@ def create_app() -> Any:
     app = Flask("floor")
     app.config["SECRET_KEY"] = SECRET_KEY
     engine = sa.create_engine(os.environ["BENCH_DATABASE_URL"])
-    script = redis.Redis.from_url(os.environ["BENCH_LIMITER_URI"]).register_script(_ACQUIRE_ALL)
+    limits = redis.Redis.from_url(os.environ["BENCH_LIMITER_URI"])
+    script = limits.register_script(_ACQUIRE_ALL)
+    # send-code's script first tests the budgets' epoch and the provider breaker (three GETs
+    # inside the script); the floor's script call tests keys of its own, its epoch set here.
+    guards = ["LIMITS:floor-epoch", "LIMITS:{floor}/provider/open",
+              "LIMITS:{floor}/provider/suspect"]
+    limits.set(guards[0], 1)
     select = sa.text("SELECT id FROM bench_user WHERE phone = :phone")
     insert = sa.text(
         "INSERT INTO alisms_send_log (created_at, phone_masked, purpose, sender, ok, category, "
@@ -91,14 +99,14 @@ def create_app() -> Any:
             abort(400)
         phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
         ip, now = request.remote_addr or "", time.time()
-        keys = [
+        keys = guards + [
             f"LIMITS:{{alisms}}/{name}/{subject}"
             for name, subject in (("ip-hour", ip), ("ip-day", ip), ("phone-interval", phone),
                                   ("phone-hour", phone), ("phone-day", phone),
                                   ("global-day", "site"))
         ]
-        args = [repr(now), 100000, 3600, 1000000, 86400, 1, 60, 5, 3600, 10, 86400, 10000000,
-                86400]
+        args = [repr(now), 3, 100000, 3600, 1000000, 86400, 1, 60, 5, 3600, 10, 86400,
+                10000000, 86400]
         if script(keys=keys, args=args):
             return jsonify(error="rate_limited"), 429
         code = f"{secrets.randbelow(10**6):06d}"

@@ -27,6 +27,7 @@ from ..exceptions import CodeStoreUnavailable, GateClosed, LimiterUnavailable
 from ..phones import Phone
 from ..sms import Category, SendResult, SmsMessage
 from ..state import AliSMSState, get_state
+from ..users import has_user_with_phone
 from . import guard
 from .codes import Verdict, generate_code
 from .receipts import receipt_fields
@@ -210,7 +211,7 @@ def _sends_sms(state: AliSMSState, phone: Phone, purpose: str) -> bool:
     """
     if purpose == "change_phone":
         return True
-    has_account = state.users.find_by_phone(phone.e164) is not None
+    has_account = has_user_with_phone(state.users, phone.e164)
     if purpose == "login":
         return has_account or auto_register_open(state)
     return has_account != (purpose == "register")
@@ -288,16 +289,18 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
         state.keyring.subject_digest("phone", phone.e164),
         state.keyring.subject_digest("client", client_ip),
     )
-    health = _prepare(state)
-    cooldown = _cooldown()
-    if health is guard.Health.OPEN or (
-        health is guard.Health.HALF_OPEN and not (real and _take_probe(state))
-    ):
-        # Only a real send can tell whether the provider is back; a skip cannot, so it keeps
-        # the closed answer and a number with an account looks like one without.
-        return SendOutcome(False, cooldown, unavailable=True)
-
-    refusal = state.throttle.hit_send(keys[0], keys[1], purpose)
+    # Warm and closed (the usual case): the budgets are spent in the breaker's read.
+    taken, refusal = _hit_if_closed(state, keys, purpose)
+    health = guard.Health.CLOSED
+    if not taken:
+        health = _prepare(state)
+        if health is guard.Health.OPEN or (
+            health is guard.Health.HALF_OPEN and not (real and _take_probe(state))
+        ):
+            # Only a real send can tell whether the provider is back; a skip cannot, so it
+            # keeps the closed answer and a number with an account looks like one without.
+            return SendOutcome(False, _cooldown(), unavailable=True)
+        refusal = state.throttle.hit_send(keys[0], keys[1], purpose)
     if refusal is not None:
         signals.send_refused.send(app, purpose=purpose, rule=refusal.scope)
         return SendOutcome(False, refusal.retry_after, refusal=refusal)
@@ -344,7 +347,7 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
             _set_health(state, healthy=True)
         return SendOutcome(True, interval, result=result)
     _set_health(state, healthy=False)
-    return SendOutcome(False, cooldown, result=result, unavailable=True)
+    return SendOutcome(False, _cooldown(), result=result, unavailable=True)
 
 
 def _about_this_number(result: SendResult) -> bool:
@@ -374,16 +377,33 @@ def _prepare(state: AliSMSState) -> guard.Health:
             )
             snapshot = guard.read(storage)  # with the breaker the log restored
     except Exception as exc:  # the storage's or the database's error
-        state.db.session.rollback()
-        if current_app.config["ALISMS_LIMITS_FAIL_OPEN"]:
-            logger.error(
-                "Limiter storage unavailable, letting the request through: %s",
-                type(exc).__name__,  # the type only: a database error's text lists parameters
-            )
-            return guard.Health.CLOSED
-        logger.error("Limiter storage unavailable, refusing the request: %s", type(exc).__name__)
-        raise LimiterUnavailable("rate limit storage unavailable") from exc
+        return _storage_failed(state, exc)
     return snapshot.health
+
+
+def _hit_if_closed(
+    state: AliSMSState, keys: tuple[str, str], purpose: str
+) -> tuple[bool, Refusal | None]:
+    """:func:`.guard.hit_send_if_closed`; a storage error is answered as :func:`_prepare`
+    answers it (let through, or :class:`LimiterUnavailable`), with nothing tried again."""
+    try:
+        return guard.hit_send_if_closed(state.throttle, keys[0], keys[1], purpose)
+    except Exception as exc:  # the storage's error
+        _storage_failed(state, exc)
+        return True, None  # the limits fail open
+
+
+def _storage_failed(state: AliSMSState, exc: Exception) -> guard.Health:
+    """Let the request through (limits fail open) or raise :class:`LimiterUnavailable`."""
+    state.db.session.rollback()
+    if current_app.config["ALISMS_LIMITS_FAIL_OPEN"]:
+        logger.error(
+            "Limiter storage unavailable, letting the request through: %s",
+            type(exc).__name__,  # the type only: a database error's text lists parameters
+        )
+        return guard.Health.CLOSED
+    logger.error("Limiter storage unavailable, refusing the request: %s", type(exc).__name__)
+    raise LimiterUnavailable("rate limit storage unavailable") from exc
 
 
 def _take_probe(state: AliSMSState) -> bool:

@@ -333,3 +333,35 @@ def stats_sync(days: int) -> None:
         differ += row.differs
         click.echo(f"{row.day}  aliyun={row.total:<6} ours={row.ours:<6} {flag}".rstrip())
     click.echo(f"Synced {len(rows)} day(s); {differ} differ.")
+
+
+@stats_cli.command("rebuild")
+@click.option(
+    "--days", default=None, type=click.IntRange(1, 3660),
+    help="Only the last N local days, today included.",
+)
+@click.option(
+    "--all", "everything", is_flag=True,
+    help="Every day in the log, the oldest one included even if a purge cut it.",
+)
+@with_appcontext
+def stats_rebuild(days: int | None, everything: bool) -> None:
+    """Recompute the daily totals behind monitoring and budgets from the send log.
+
+    For an upgrade from a version without them, or a repair; run it at a quiet time. By
+    default the days the log covers in full: from the day after its oldest row, since
+    `purge` may have cut that day and its totals must not shrink.
+    """
+    from .flows import totals
+
+    state = get_state()
+    if days is not None:
+        since: dt.date | None = totals.today() - dt.timedelta(days=days - 1)
+    else:
+        oldest = totals.oldest_day(state)
+        if oldest is None:
+            click.echo("The send log is empty: nothing to rebuild.")
+            return
+        since = oldest if everything else oldest + dt.timedelta(days=1)
+    read = totals.rebuild(state, since)
+    click.echo(f"Rebuilt the daily totals since {since} from {read} send-log row(s).")

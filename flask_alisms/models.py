@@ -73,6 +73,8 @@ class Models:
     Receipt: Any = None
     RemoteCheck: Any = None
     AliyunDaily: Any = None
+    DailyTotal: Any = None
+    FailureTotal: Any = None
 
 
 def build_models(db: SQLAlchemy) -> Models:
@@ -204,6 +206,34 @@ def build_models(db: SQLAlchemy) -> Models:
         ours = sa.Column(sa.Integer, nullable=False, default=0)
         synced_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
 
+    class DailyTotal(db.Model):  # type: ignore[name-defined]
+        """Running totals of one local day and purpose, kept beside the send log.
+
+        Why: the monitoring page and the budgets read 30 days and a month at any log size;
+        each send adds to its row in the send's own transaction, each receipt when it is
+        matched, and ``flask alisms stats rebuild`` recomputes them from the log.
+        """
+
+        __tablename__ = "alisms_daily_total"
+        day = sa.Column(sa.Date, primary_key=True)  # in ALISMS_TIMEZONE
+        purpose = sa.Column(sa.String(20), primary_key=True)
+        sent = sa.Column(sa.Integer, nullable=False, default=0)  # accepted by the provider
+        errors = sa.Column(sa.Integer, nullable=False, default=0)  # refused or unreachable
+        skipped = sa.Column(sa.Integer, nullable=False, default=0)  # the account rule
+        local = sa.Column(sa.Integer, nullable=False, default=0)  # console, test numbers
+        delivered = sa.Column(sa.Integer, nullable=False, default=0)
+        failed = sa.Column(sa.Integer, nullable=False, default=0)  # failed receipts
+        billed = sa.Column(sa.Integer, nullable=False, default=0)  # segments, see totals
+
+    class FailureTotal(db.Model):  # type: ignore[name-defined]
+        """How often one error code was seen on one local day: a refused send or a receipt."""
+
+        __tablename__ = "alisms_failure_total"
+        day = sa.Column(sa.Date, primary_key=True)
+        source = sa.Column(sa.String(10), primary_key=True)  # "send" or "receipt"
+        code = sa.Column(sa.String(64), primary_key=True)
+        count = sa.Column(sa.Integer, nullable=False, default=0)
+
     models = Models(
         Parameter,
         ParameterChange,
@@ -212,6 +242,8 @@ def build_models(db: SQLAlchemy) -> Models:
         Receipt=Receipt,
         RemoteCheck=RemoteCheck,
         AliyunDaily=AliyunDaily,
+        DailyTotal=DailyTotal,
+        FailureTotal=FailureTotal,
     )
     _built[db] = models
     return models

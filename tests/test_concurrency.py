@@ -347,6 +347,13 @@ def _sent_log(app: Any, db: Any) -> list[Any]:
         return list(db.session.execute(sa.select(log.ok, log.phone_masked)).all())
 
 
+def _total_sent(app: Any, db: Any) -> int:
+    """What the daily totals counted: the concurrent upserts of one row lose nothing."""
+    with app.app_context():
+        totals = app.extensions["alisms"].models.DailyTotal
+        return int(db.session.scalar(sa.select(sa.func.sum(totals.sent))) or 0)
+
+
 CODE_STORES = [
     pytest.param("database", id="database-codes"),
     pytest.param(REDIS_URL, id="redis-codes"),
@@ -364,6 +371,7 @@ def test_one_phone_gets_one_sms(
         assert len(emulator.messages) == 1
         assert emulator.messages[0].numbers == ("13800138000",)
         assert [row.ok for row in _sent_log(app, db)] == [True]
+        assert _total_sent(app, db) == 1
         if code_storage == "database":
             with app.app_context():
                 codes = app.extensions["alisms"].models.VerificationCode
@@ -387,6 +395,7 @@ def test_one_ip_gets_its_limit(
         accepted = {phones[i][3:] for i, result in enumerate(results) if result[0] == 200}
         assert sent == accepted
         assert len(_sent_log(app, db)) == 7
+        assert _total_sent(app, db) == 7
 
 
 if __name__ == "__main__":

@@ -116,13 +116,18 @@ def test_adaptive_asks_once_an_ip_passed_its_share(
         human_check__mode="adaptive", human_check__adaptive_share="50", limits__ip_per_hour="4"
     )
     client = ready_host.client()
+    status = client.get("/alisms/api/status").get_json()["human_check"]
+    assert status == {"mode": "adaptive", "kind": "image", "required": False}
     assert send(client, PHONE).status_code == 200
     assert send(client, OTHER_PHONE).status_code == 200  # 2 of 4 spent: 50 % reached
+    # A SPA can tell before sending that this client's next send needs a solved check.
+    assert client.get("/alisms/api/status").get_json()["human_check"]["required"] is True
     challenge = challenge_from(client, THIRD_PHONE)
     assert len(emulator.messages) == 2
     # Another IP is below its share: no check for it.
     other = ready_host.app.test_client()
     other.environ_base["REMOTE_ADDR"] = "10.0.0.9"
+    assert other.get("/alisms/api/status").get_json()["human_check"]["required"] is False
     assert send(other, "+8613600136000").status_code == 200
     # Asking spent nothing: once solved, the third send is the IP's third of four.
     response = send(client, THIRD_PHONE, answer=solve(ready_host, challenge))

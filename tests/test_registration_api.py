@@ -414,6 +414,7 @@ def test_status_endpoint_for_spas(ready_host: Host) -> None:
         "code_length": 6,
         "resend_interval": 60,
         "country_codes": [86],
+        "human_check": {"mode": "off", "kind": "image", "required": False},
     }
 
 

@@ -35,6 +35,7 @@ from ..phones import Phone
 from ..sms import AliyunSender, SendResult
 from ..sms.receipts import DELIVERED, FAILED, ReceiptQueryError, query_send_details
 from ..state import AliSMSState
+from . import totals
 
 logger = logging.getLogger(__name__)
 
@@ -190,9 +191,7 @@ def _insert_new(
             seen.update(
                 (row[0], row[1])
                 for row in session.execute(
-                    sa.select(receipt.biz_id, receipt.phone_digest).where(
-                        receipt.biz_id.in_(chunk)
-                    )
+                    sa.select(receipt.biz_id, receipt.phone_digest).where(receipt.biz_id.in_(chunk))
                 )
             )
         new = [r for key, r in unique.items() if key not in seen]
@@ -226,10 +225,25 @@ def match_pending(state: AliSMSState) -> int:
     ).first()
     if pending is None:  # the usual case on a page view: one index probe, no UPDATE
         return 0
+    accepted = log.delivery == "accepted"  # a row changes state once: counted once
     with transaction(session):
+        # Locked, so two matchers running at once cannot both count the same receipt.
+        changing = session.execute(
+            sa.select(
+                log.created_at,
+                log.purpose,
+                log.phone_masked,
+                receipt.success,
+                receipt.sms_size,
+                receipt.err_code,
+            )
+            .where(log.biz_id == receipt.biz_id, receipt.matched.is_(False), recent, accepted)
+            .with_for_update()
+        ).all()
+        totals.count_receipts(state, (totals.Transition(*row) for row in changing))
         outcome: Any = session.execute(
             sa.update(log)
-            .where(log.biz_id == receipt.biz_id, receipt.matched.is_(False), recent)
+            .where(log.biz_id == receipt.biz_id, receipt.matched.is_(False), recent, accepted)
             .values(
                 delivery=sa.case((receipt.success, "delivered"), else_="failed"),
                 delivered_at=receipt.report_time,

@@ -28,7 +28,7 @@ from ..phones import Phone
 from ..sms import Category, SendResult, SmsMessage
 from ..state import AliSMSState, get_state
 from ..users import has_user_with_phone
-from . import guard
+from . import guard, totals
 from .codes import Verdict, generate_code
 from .receipts import receipt_fields
 from .throttle import Refusal
@@ -94,6 +94,9 @@ def _add_log_row(
     A log that cannot be written must not fail the request: the error is logged instead.
     """
     session = state.db.session
+    row_category = category or (
+        "sent" if result.ok else (result.category or Category.UNKNOWN).value
+    )
     try:
         session.execute(
             sa.insert(state.models.SendLog.__table__),
@@ -102,8 +105,7 @@ def _add_log_row(
                 "purpose": purpose,
                 "sender": sender,
                 "ok": result.ok,
-                "category": category
-                or ("sent" if result.ok else (result.category or Category.UNKNOWN).value),
+                "category": row_category,
                 "code": result.code[:100],
                 "message": (result.message or "")[:500],
                 "request_id": result.request_id,
@@ -114,6 +116,14 @@ def _add_log_row(
                 "client_digest": keys[1] if keys else None,
                 **receipt_fields(state, phone, result, sender),
             },
+        )
+        totals.count_send(
+            state,
+            purpose=purpose,
+            sender=sender,
+            category=row_category,
+            ok=result.ok,
+            code=result.code,
         )
     except Exception as exc:
         session.rollback()

@@ -30,7 +30,7 @@ from .http import (
     storable,
     throttled,
 )
-from .human import require_human_check_api
+from .human import human_check_status, require_human_check_api
 
 
 def api_fallback(rest: str = "") -> Response:
@@ -66,6 +66,7 @@ def api_status() -> Response:
             "code_length": values.code_length,
             "resend_interval": values.resend_interval,
             "country_codes": list(values.allowed_country_codes),
+            "human_check": human_check_status(),
         }
     )
 

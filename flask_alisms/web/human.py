@@ -34,6 +34,20 @@ def unavailable_message() -> str:
     return _("The human check is not answering right now. Please try again in a minute.")
 
 
+def human_check_status() -> dict[str, Any]:
+    """What ``/api/status`` tells a client about the check: the mode, the kind of puzzle and
+    whether this client's next send-code must bring a solved one (so a SPA shows it first).
+    A limiter that does not answer makes it ``required``: showing a puzzle is the safe side.
+    """
+    gate = get_state().human
+    mode = get_state().params.values().mode
+    try:
+        required = gate.required(_subject(client_ip()))
+    except LimiterUnavailable:
+        required = mode != "off"
+    return {"mode": mode, "kind": gate.check.kind, "required": required}
+
+
 def require_human_check_api(data: dict[str, Any], purpose: str) -> None:
     """Raise the API's answer unless this send-code may go on.
 

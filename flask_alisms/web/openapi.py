@@ -109,6 +109,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "code_length": {"type": "integer"},
             "resend_interval": {"type": "integer"},
             "country_codes": {"type": "array", "items": {"type": "integer"}},
+            "human_check": {
+                "type": "object",
+                "properties": {
+                    "mode": {"type": "string", "enum": ["off", "adaptive", "always"]},
+                    "kind": {"type": "string"},
+                    "required": {"type": "boolean"},
+                },
+            },
         },
         "errors": (),
     },

@@ -59,6 +59,17 @@ def transaction(session: Any) -> Iterator[None]:
         raise
 
 
+def connection_for(session: Any, model: Any) -> Any:
+    """The connection of the session's transaction for ``model``'s database, begun if need be.
+
+    The send path runs its Core statements (the log row, the day's totals, the code) on it:
+    through ``session.execute`` each statement pays the session's bind lookup, execution
+    options and event dispatch, a fifth of the CPU of a send. They stay in the session's
+    transaction, which the caller commits or rolls back through the session as before.
+    """
+    return session.connection(bind_arguments={"mapper": model})
+
+
 def utcnow() -> dt.datetime:
     """Naive UTC, so values compare the same on SQLite, PostgreSQL and MariaDB."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
-from .models import read_retrying, transaction
+from .models import connection_for, read_retrying, transaction
 
 
 @runtime_checkable
@@ -113,10 +113,10 @@ class SQLAlchemyUserAdapter:
         orm_query, core_query = self._exists
         session = self.db.session
         if core_query is not None and not session().dispatch.do_orm_execute:
-            bind = {"mapper": self.model}
 
             def read() -> Any:
-                return session.execute(core_query, {"phone": phone}, bind_arguments=bind).first()
+                connection = connection_for(session, self.model)
+                return connection.execute(core_query, {"phone": phone}).first()
 
         else:
 

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from ..models import transaction, utcnow
+from ..models import connection_for, transaction, utcnow
 from ..sms.local import ConsoleSender, TestNumberSender
 from ..state import AliSMSState
 
@@ -112,7 +112,7 @@ def _upsert(
     if len(rows) > 1:
         rows = sorted(rows, key=lambda row: tuple(str(row[k]) for k in keys))
     # The Core statement goes straight to the transaction's connection (see connection_for).
-    connection = session.connection(bind_arguments={"clause": table})
+    connection = connection_for(session, table)
     dialect = connection.dialect.name
     counters = [c.name for c in table.columns if c.name not in keys]
     statement = _statements.get((dialect, table.name))

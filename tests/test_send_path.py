@@ -126,7 +126,7 @@ def test_an_adapter_without_exists_by_phone_is_asked_find_by_phone(
     assert adapter.asked == [OWNER, STRANGER]
 
 
-# -- Redis: the breaker's read rides on the budgets' script ------------------------------------------
+# -- Redis: the breaker's read rides on the budgets' script ---------------------------------------
 
 needs_redis = pytest.mark.skipif(
     not (LIMITER_URI or "").startswith(("redis://", "redis+sentinel://")),

@@ -28,6 +28,7 @@ BENCH_PARAMS: dict[str, Any] = {
     "aliyun.sms.access_key_id": "LTAI5tBenchKeyId0001",
     "aliyun.sms.access_key_secret": "BenchSecretValue0123456789abcdef",
     "limits.ip_per_hour": 100000,
+    "limits.ip_per_day": 1000000,
     "limits.global_per_day": 10000000,
 }
 

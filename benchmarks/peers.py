@@ -122,7 +122,7 @@ def create_limiter_app() -> Any:
 
     @app.post("/fl/send-code")
     @limiter.limit("1/minute;5/hour;10/day", key_func=phone_key)
-    @limiter.limit("100000/hour")
+    @limiter.limit("100000/hour;1000000/day")
     @limiter.shared_limit("10000000/day", scope="global", key_func=lambda: "site")
     def send_code() -> Any:
         try:

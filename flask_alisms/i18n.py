@@ -218,7 +218,10 @@ def _template_globals() -> dict[str, Any]:
 def _vary_on_language(response: Response) -> Response:
     """Pages chosen from Accept-Language must not be served from a cache to another browser."""
     if not current_app.config.get("ALISMS_LANGUAGE"):
-        response.vary.add("Accept-Language")
+        if "Vary" in response.headers:
+            response.vary.add("Accept-Language")
+        else:  # the usual case, without parsing and writing back a header set
+            response.headers.add("Vary", "Accept-Language")
     return response
 
 

@@ -87,9 +87,11 @@ def parse_phone(
             "country_not_allowed",
             _("Numbers from this country cannot be used here."),
         )
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone("invalid_phone", _("That is not a valid phone number."))
+    # A mobile type implies a valid number (number_type is UNKNOWN for an invalid one), so
+    # the validity check, which repeats the type's pattern matching, runs only on a refusal.
     if phonenumbers.number_type(number) not in MOBILE_TYPES:
+        if not phonenumbers.is_valid_number(number):
+            raise InvalidPhone("invalid_phone", _("That is not a valid phone number."))
         raise InvalidPhone("invalid_phone", _("Enter a mobile number; SMS cannot reach this one."))
     national = phonenumbers.national_significant_number(number)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

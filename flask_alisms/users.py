@@ -7,13 +7,13 @@ column and a password-hash column.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 
-from .models import read_retrying, transaction
+from .models import connection_for, read_retrying, transaction
 
 
 @runtime_checkable
@@ -44,6 +44,22 @@ class UserAdapter(Protocol):
 
 
 @runtime_checkable
+class PhoneChecker(Protocol):
+    """Optional on a user adapter: the send path calls it instead of ``find_by_phone``."""
+
+    def exists_by_phone(self, phone: str) -> bool:
+        """Whether some user's verified phone is ``phone`` (E.164), without loading the user."""
+
+
+def has_user_with_phone(adapter: Any, phone: str) -> bool:
+    """``adapter.exists_by_phone(phone)`` where the adapter has it, else ``find_by_phone``."""
+    exists = getattr(adapter, "exists_by_phone", None)
+    if exists is not None:
+        return bool(exists(phone))
+    return adapter.find_by_phone(phone) is not None
+
+
+@runtime_checkable
 class SessionEnder(Protocol):
     """Optional on a user adapter: the password reset calls it when present."""
 
@@ -71,6 +87,7 @@ class SQLAlchemyUserAdapter:
         self.session_version_attribute = session_version_attribute
         self._login = login
         self._by_phone: sa.Select[Any] | None = None
+        self._exists: tuple[sa.Select[Any], sa.Select[Any] | None] | None = None
 
     def find_by_phone(self, phone: str) -> Any | None:
         if self._by_phone is None:
@@ -81,6 +98,55 @@ class SQLAlchemyUserAdapter:
         return read_retrying(
             lambda: session.scalars(query, {"phone": phone}).first(), session
         )
+
+    def exists_by_phone(self, phone: str) -> bool:
+        """Whether a user has ``phone``: the primary key only, no user object built.
+
+        The send path asks this for every code. Where it means exactly what the ORM query of
+        :meth:`find_by_phone` means (a model of its own table, no inheritance filter, and no
+        ``do_orm_execute`` hook on the session that could filter users, such as a soft-delete
+        rule), it runs as a plain Core statement, which costs less CPU than the ORM's; otherwise
+        as the ORM query, one column.
+        """
+        if self._exists is None:
+            self._exists = self._build_exists()
+        orm_query, core_query = self._exists
+        session = self.db.session
+        if core_query is not None and not session().dispatch.do_orm_execute:
+
+            def read() -> Any:
+                connection = connection_for(session, self.model)
+                return connection.execute(core_query, {"phone": phone}).first()
+
+        else:
+
+            def read() -> Any:
+                return session.execute(orm_query, {"phone": phone}).first()
+
+        return read_retrying(read, session) is not None
+
+    def _build_exists(self) -> tuple[sa.Select[Any], sa.Select[Any] | None]:
+        """The ORM statement, and a Core one where it selects the same rows (else None)."""
+        mapper = sa.inspect(self.model)
+        key = mapper.primary_key[0]
+        column = getattr(self.model, self.phone_attribute)
+        orm_query = sa.select(getattr(self.model, mapper.get_property_by_column(key).key))
+        orm_query = orm_query.where(column == sa.bindparam("phone")).limit(1)
+        prop = mapper.attrs.get(self.phone_attribute)
+        columns: Sequence[Any] = getattr(prop, "columns", ())
+        table = mapper.local_table
+        plain = (
+            mapper.inherits is None
+            and isinstance(table, sa.Table)
+            and len(columns) == 1
+            and isinstance(columns[0], sa.Column)
+            and columns[0].table is table
+            and key.table is table
+        )
+        if not plain:
+            return orm_query, None
+        core_query = sa.select(key).where(columns[0] == sa.bindparam("phone")).limit(1)
+        return orm_query, core_query
 
     def create_user(
         self, phone: str, password_hash: str | None, fields: Mapping[str, Any]

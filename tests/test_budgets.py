@@ -162,6 +162,7 @@ def test_a_failing_user_lookup_spends_no_budget(
 
     with monkeypatch.context() as patch:
         patch.setattr(adapter, "find_by_phone", broken)
+        patch.setattr(adapter, "exists_by_phone", broken)  # what the send path asks
         try:
             failed = _status(_send(host.client(), PHONES[0]))
         except sa.exc.OperationalError:

@@ -20,7 +20,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from ..models import Models, transaction, utcnow
+from ..models import Models, connection_for, transaction, utcnow
 
 
 class Verdict(enum.Enum):
@@ -57,17 +57,18 @@ def _build_upsert(dialect: str, table: sa.Table) -> sa.Executable | None:
     """INSERT ... ON CONFLICT / ON DUPLICATE KEY UPDATE where the dialect has it.
 
     Built once per store with the values left as parameters: constructing the statement
-    costs about as much CPU as running it.
+    costs about as much CPU as running it. ``inline()``: nobody reads the new row's id, so
+    PostgreSQL is not asked to send it back (``RETURNING``).
     """
     if dialect in ("postgresql", "sqlite"):
         module = postgresql if dialect == "postgresql" else sqlite
-        insert = module.insert(table)
+        insert = module.insert(table).inline()
         return insert.on_conflict_do_update(
             index_elements=["phone", "purpose"],
             set_={name: insert.excluded[name] for name in _REPLACED},
         )
     if dialect in ("mysql", "mariadb"):
-        my_insert = mysql.insert(table)
+        my_insert = mysql.insert(table).inline()
         return my_insert.on_duplicate_key_update({n: my_insert.inserted[n] for n in _REPLACED})
     return None
 
@@ -95,13 +96,14 @@ class DatabaseCodeStore(CodeStore):
             "expires_at": now + dt.timedelta(seconds=ttl),
             "attempts_left": attempts,
         }
-        dialect = session.get_bind(mapper=model).dialect.name
-        if dialect not in self._upserts:
-            self._upserts[dialect] = _build_upsert(dialect, model.__table__)
-        upsert = self._upserts[dialect]
         with transaction(session):
+            connection = connection_for(session, model)
+            dialect = connection.dialect.name
+            if dialect not in self._upserts:
+                self._upserts[dialect] = _build_upsert(dialect, model.__table__)
+            upsert = self._upserts[dialect]
             if upsert is not None:
-                session.execute(upsert, {"phone": phone, "purpose": purpose, **fields})
+                connection.execute(upsert, {"phone": phone, "purpose": purpose, **fields})
                 return
             # Another database: update in place, else insert; a racing insert that wins makes
             # ours fail inside a savepoint only, and the update then finds its row.

@@ -10,7 +10,8 @@ hit the failure itself), and a budget must outlive the process and the limiter s
 - when that storage has lost its state (its epoch key is gone: a Redis restart or flush, a
   new ``memory://`` process), the send windows are rebuilt from the send log, the durable
   record of spend, before anything is spent. A warm request pays one storage read for all
-  of this (one ``MGET`` on Redis).
+  of this (one ``MGET``), and on Redis not even that: the read rides on the script that
+  spends the budgets (:func:`hit_send_if_closed`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import sqlalchemy as sa
 from limits.storage import MemoryStorage, MovingWindowSupport, RedisClusterStorage, RedisStorage
 
 from ..sms import Category
-from .throttle import DAY, KEY_PREFIX, Rule, send_rules
+from .throttle import DAY, KEY_PREFIX, Refusal, Rule, Throttle, send_rules
 from .windows import MemoryWindows
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,21 @@ def read(storage: Any) -> Snapshot:
     epoch, down, suspect = (value > 0 for value in values)
     health = Health.OPEN if down else Health.HALF_OPEN if suspect else Health.CLOSED
     return Snapshot(epoch, health)
+
+
+def hit_send_if_closed(
+    throttle: Throttle, phone: str, client: str, purpose: str
+) -> tuple[bool, Refusal | None]:
+    """:meth:`~.throttle.Throttle.hit_send`, in the round trip of :func:`read`, when warm.
+
+    In the usual state (the epoch is there, the breaker closed: what :func:`read` would find
+    before the send spends) the budgets are spent at once: ``(True, refusal or None)``.
+    Otherwise, or on a storage that cannot do it in one step, nothing happened:
+    ``(False, None)``, and the caller reads, rebuilds or answers from the breaker as before.
+    """
+    return throttle.hit_send_if(
+        phone, client, purpose, present=EPOCH_KEY, absent=(OPEN_KEY, SUSPECT_KEY)
+    )
 
 
 def trip(storage: Any, cooldown: float) -> None:

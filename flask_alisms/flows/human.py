@@ -284,6 +284,11 @@ class HumanGate:
         self._params = params
         self._throttle = throttle
 
+    def never(self) -> bool:
+        """Whether no send needs a check in the current mode (so the client's digest, which
+        :meth:`required` takes, need not be computed)."""
+        return self._params.values().mode not in ("always", "adaptive")
+
     def required(self, client: str) -> bool:
         """Whether a send from ``client`` (the keyed digest the send limits use) needs a
         solved check now. Spends nothing."""

@@ -36,6 +36,7 @@ from typing import Any
 from limits.storage import (
     MemoryStorage,
     MovingWindowSupport,
+    RedisClusterStorage,
     RedisStorage,
     Storage,
 )
@@ -51,27 +52,34 @@ HOUR, DAY = 3600, 86400
 #: extension hash to one slot, so one script can take a whole rule set atomically.
 KEY_PREFIX = "{alisms}"
 
-# Every window as a list of timestamps, newest first, trimmed to the limit. KEYS[i] is rule
-# i's list; ARGV[1] the time now; ARGV[2i], ARGV[2i+1] rule i's limit and window in seconds.
-# Returns 0 when every window took the request, or {i, oldest} for the first rule that
-# refused it, oldest being the entry whose expiry frees a place.
+# Every window as a list of timestamps, newest first, trimmed to the limit. ARGV[1] is the time
+# now, ARGV[2] the number G of guard keys that come first in KEYS: the first must hold a
+# positive count and the others none (a missing key counts 0), or the script spends nothing
+# and returns -1 (G = 0: no guard). KEYS[G+i] is rule i's list, ARGV[2i+1], ARGV[2i+2] rule
+# i's limit and window in seconds. Returns 0 when every window took the request, or {i, oldest}
+# for the first rule that refused it, oldest being the entry whose expiry frees a place.
 _ACQUIRE_ALL = b"""
 local now = tonumber(ARGV[1])
-for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
+local guards = tonumber(ARGV[2])
+for i = 1, guards do
+  local count = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if (count > 0) ~= (i == 1) then return -1 end
+end
+local rules = #KEYS - guards
+for i = 1, rules do
+  local limit = tonumber(ARGV[2 * i + 1])
+  local window = tonumber(ARGV[2 * i + 2])
   if limit < 1 then return {i, ARGV[1]} end
-  local entry = redis.call('LINDEX', KEYS[i], limit - 1)
+  local entry = redis.call('LINDEX', KEYS[guards + i], limit - 1)
   if entry and tonumber(entry) >= now - window then return {i, entry} end
 end
-for i = 1, #KEYS do
-  redis.call('LPUSH', KEYS[i], ARGV[1])
-  redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[2 * i]) - 1)
-  redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2 * i + 1]))
+for i = 1, rules do
+  redis.call('LPUSH', KEYS[guards + i], ARGV[1])
+  redis.call('LTRIM', KEYS[guards + i], 0, tonumber(ARGV[2 * i + 1]) - 1)
+  redis.call('EXPIRE', KEYS[guards + i], tonumber(ARGV[2 * i + 2]))
 end
 return 0
 """
-
 
 @dataclass(frozen=True)
 class Refusal:
@@ -141,6 +149,28 @@ class Throttle:
         """Spend one send from every budget that covers this phone, purpose and client."""
         return self._apply(send_rules(self._params.values(), phone, client, purpose))
 
+    def hit_send_if(
+        self, phone: str, client: str, purpose: str, *, present: str, absent: Sequence[str]
+    ) -> tuple[bool, Refusal | None]:
+        """:meth:`hit_send` in the same round trip as a test of other storage keys.
+
+        The budgets are spent only if the count at ``present`` is positive and none of
+        ``absent`` is: then ``(True, refusal or None)``. ``(False, None)`` when the test
+        fails, when the limits are off, or when the storage cannot test and take in one step
+        (only Redis, not Cluster, can): nothing was spent, and the caller takes the long way.
+        A storage error propagates as the storage's own exception, for the caller to handle.
+        """
+        storage = self.storage
+        if (
+            not isinstance(storage, RedisStorage)
+            or isinstance(storage, RedisClusterStorage)
+            or not self._enabled()
+        ):
+            return False, None
+        rules = send_rules(self._params.values(), phone, client, purpose)
+        guards = [storage.prefixed_key(key) for key in (present, *absent)]
+        return self._acquire_in_redis(storage, rules, guards)
+
     def hit(self, rules: Sequence[Rule]) -> Refusal | None:
         """Spend one event from each of a host's own ``rules``, all or nothing.
 
@@ -198,7 +228,7 @@ class Throttle:
             if isinstance(storage, MemoryWindows):
                 return self._acquire_in_memory(storage, rules)
             if isinstance(storage, RedisStorage):  # also Cluster (one hash tag) and Sentinel
-                return self._acquire_in_redis(storage, rules)
+                return self._acquire_in_redis(storage, rules)[1]
             if isinstance(storage, MovingWindowSupport):
                 return self._acquire_moving(storage, rules)
             return self._acquire_fixed(storage, rules)
@@ -209,21 +239,26 @@ class Throttle:
             logger.error("Limiter storage unavailable, refusing the request: %s", exc)
             raise LimiterUnavailable("rate limit storage unavailable") from exc
 
-    def _acquire_in_redis(self, storage: RedisStorage, rules: Sequence[Rule]) -> Refusal | None:
-        """All rules in one round trip, all or nothing, whatever the number of processes."""
+    def _acquire_in_redis(
+        self, storage: RedisStorage, rules: Sequence[Rule], guards: Sequence[str] = ()
+    ) -> tuple[bool, Refusal | None]:
+        """All rules in one round trip, all or nothing, whatever the number of processes;
+        with ``guards`` (prefixed keys), only if they hold what :data:`_ACQUIRE_ALL` says."""
         if self._script is None:
             self._script = storage.get_connection().register_script(_ACQUIRE_ALL)
         now = repr(time.time())
-        keys, args = [], [now]
+        keys, args = [*guards], [now, len(guards)]
         for rule in rules:
             keys.append(storage.prefixed_key(rule.key))
-            args += [str(rule.limit), str(rule.window)]
+            args += [rule.limit, rule.window]
         answer = self._script(keys=keys, args=args)
         if not answer:
-            return None
+            return True, None
+        if answer == -1:
+            return False, None
         index, oldest = int(answer[0]), float(answer[1])
         rule = rules[index - 1]
-        return Refusal(rule.scope, _seconds(oldest + rule.window - float(now)))
+        return True, Refusal(rule.scope, _seconds(oldest + rule.window - float(now)))
 
     @staticmethod
     def _acquire_in_memory(storage: MemoryWindows, rules: Sequence[Rule]) -> Refusal | None:

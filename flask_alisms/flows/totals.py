@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from ..models import transaction, utcnow
+from ..models import connection_for, transaction, utcnow
 from ..sms.local import ConsoleSender, TestNumberSender
 from ..state import AliSMSState
 
@@ -109,14 +109,17 @@ def _upsert(
     """
     if not rows:
         return
-    rows = sorted(rows, key=lambda row: tuple(str(row[k]) for k in keys))
-    dialect = session.get_bind().dialect.name
+    if len(rows) > 1:
+        rows = sorted(rows, key=lambda row: tuple(str(row[k]) for k in keys))
+    # The Core statement goes straight to the transaction's connection (see connection_for).
+    connection = connection_for(session, table)
+    dialect = connection.dialect.name
     counters = [c.name for c in table.columns if c.name not in keys]
     statement = _statements.get((dialect, table.name))
     if statement is None:
         statement = _statements[(dialect, table.name)] = _build(dialect, table, keys, counters)
     if statement is not None:
-        session.execute(statement, rows)
+        connection.execute(statement, rows[0] if len(rows) == 1 else rows)
         return
     for row in rows:  # another database: update, else insert
         match = sa.and_(*(table.c[k] == row[k] for k in keys))

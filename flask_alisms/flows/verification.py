@@ -14,6 +14,7 @@ every send 503 until a real send succeeds again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ import sqlalchemy as sa
 from flask import current_app
 
 from .. import signals
-from ..exceptions import CodeStoreUnavailable, GateClosed, LimiterUnavailable
+from ..exceptions import CodeStoreUnavailable, GateClosed
+from ..models import connection_for, utcnow
 from ..phones import Phone
 from ..sms import Category, SendResult, SmsMessage
 from ..state import AliSMSState, get_state
-from . import budget, guard, totals
+from ..users import has_user_with_phone
+from . import breaker, budget, guard, totals
 from .codes import Verdict, generate_code
 from .receipts import receipt_fields
 from .throttle import Refusal
@@ -96,10 +99,12 @@ def _add_log_row(
     row_category = category or (
         "sent" if result.ok else (result.category or Category.UNKNOWN).value
     )
+    log = state.models.SendLog
     try:
-        session.execute(
-            sa.insert(state.models.SendLog.__table__),
+        connection_for(session, log).execute(
+            _insert_of(log.__table__),
             {
+                "created_at": utcnow(),  # the column's default, without its per-row call
                 "phone_masked": phone.masked,
                 "purpose": purpose,
                 "sender": sender,
@@ -130,6 +135,16 @@ def _add_log_row(
         logger.error(
             "Could not write the SMS send log for %s: %s", phone.masked, type(exc).__name__
         )
+
+
+@functools.cache
+def _insert_of(table: sa.Table) -> sa.Insert:
+    """One INSERT object per table: the statement's cache key is computed once, not per row.
+
+    ``inline()``: the new row's id is never read, so PostgreSQL is not asked for it
+    (``RETURNING``, a result set to send, fetch and parse on every send).
+    """
+    return sa.insert(table).inline()
 
 
 def _commit_log(state: AliSMSState) -> None:
@@ -221,7 +236,7 @@ def _sends_sms(state: AliSMSState, phone: Phone, purpose: str) -> bool:
     """
     if purpose == "change_phone":
         return True
-    has_account = state.users.find_by_phone(phone.e164) is not None
+    has_account = has_user_with_phone(state.users, phone.e164)
     if purpose == "login":
         return has_account or auto_register_open(state)
     return has_account != (purpose == "register")
@@ -300,16 +315,18 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
         state.keyring.subject_digest("phone", phone.e164),
         state.keyring.subject_digest("client", client_ip),
     )
-    health = _prepare(state)
-    cooldown = _cooldown()
-    if health is guard.Health.OPEN or (
-        health is guard.Health.HALF_OPEN and not (real and _take_probe(state))
-    ):
-        # Only a real send can tell whether the provider is back; a skip cannot, so it keeps
-        # the closed answer and a number with an account looks like one without.
-        return SendOutcome(False, cooldown, unavailable=True)
-
-    refusal = state.throttle.hit_send(keys[0], keys[1], purpose)
+    # Warm and closed (the usual case): the budgets are spent in the breaker's read.
+    taken, refusal = breaker.hit_if_closed(state, keys, purpose)
+    health = guard.Health.CLOSED
+    if not taken:
+        health = breaker.prepare(state)
+        if health is guard.Health.OPEN or (
+            health is guard.Health.HALF_OPEN and not (real and breaker.take_probe(state))
+        ):
+            # Only a real send can tell whether the provider is back; a skip cannot, so it
+            # keeps the closed answer and a number with an account looks like one without.
+            return SendOutcome(False, breaker.cooldown(), unavailable=True)
+        refusal = state.throttle.hit_send(keys[0], keys[1], purpose)
     if refusal is not None:
         signals.send_refused.send(app, purpose=purpose, rule=refusal.scope)
         return SendOutcome(False, refusal.retry_after, refusal=refusal)
@@ -329,7 +346,7 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
         if result.ok:
             state.times.add(result.duration_ms)
             if health is not guard.Health.CLOSED:
-                _set_health(state, healthy=True)
+                breaker.set_health(state, healthy=True)
         else:
             # Aliyun may have sent it: keep the code. But the next users would each wait a
             # read timeout (and a skipped send would not): stop calling it for a while.
@@ -339,7 +356,7 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
                 purpose,
                 result.message,
             )
-            _set_health(state, healthy=False)
+            breaker.set_health(state, healthy=False)
         digest = state.keyring.code_digest(phone.e164, purpose, code)
         keep = (digest, values.code_ttl, values.max_attempts)
         _record(state, phone, purpose, result, sender.name, keep=keep, keys=keys)
@@ -352,10 +369,10 @@ def request_code(phone: Phone, purpose: str, client_ip: str) -> SendOutcome:
     if _about_this_number(result):
         # A skipped send of this purpose would have said "sent": so does this one.
         if health is not guard.Health.CLOSED:
-            _set_health(state, healthy=True)
+            breaker.set_health(state, healthy=True)
         return SendOutcome(True, interval, result=result)
-    _set_health(state, healthy=False)
-    return SendOutcome(False, cooldown, result=result, unavailable=True)
+    breaker.set_health(state, healthy=False)
+    return SendOutcome(False, breaker.cooldown(), result=result, unavailable=True)
 
 
 def _about_this_number(result: SendResult) -> bool:
@@ -364,62 +381,6 @@ def _about_this_number(result: SendResult) -> bool:
     Keep in step with :func:`.guard.failing_for`, which reads the same from the log.
     """
     return result.category is Category.INVALID_NUMBER or result.code == "isv.BUSINESS_LIMIT_CONTROL"
-
-
-def _cooldown() -> int:
-    return max(1, round(current_app.config["ALISMS_PROVIDER_COOLDOWN"]))
-
-
-def _prepare(state: AliSMSState) -> guard.Health:
-    """Rebuild the budgets if the limiter storage lost them; the provider breaker's state."""
-    storage = state.throttle.storage
-    try:
-        snapshot = guard.read(storage)
-        if not snapshot.epoch:
-            guard.rebuild(
-                storage,
-                state.params.values(),
-                partial(guard.spends, state.db.session, state.models.SendLog),
-                partial(guard.failing_for, state.db.session, state.models.SendLog),
-                current_app.config["ALISMS_PROVIDER_COOLDOWN"],
-            )
-            snapshot = guard.read(storage)  # with the breaker the log restored
-    except Exception as exc:  # the storage's or the database's error
-        state.db.session.rollback()
-        if current_app.config["ALISMS_LIMITS_FAIL_OPEN"]:
-            logger.error(
-                "Limiter storage unavailable, letting the request through: %s",
-                type(exc).__name__,  # the type only: a database error's text lists parameters
-            )
-            return guard.Health.CLOSED
-        logger.error("Limiter storage unavailable, refusing the request: %s", type(exc).__name__)
-        raise LimiterUnavailable("rate limit storage unavailable") from exc
-    return snapshot.health
-
-
-def _take_probe(state: AliSMSState) -> bool:
-    config = current_app.config
-    seconds = config["ALISMS_CONNECT_TIMEOUT"] + config["ALISMS_READ_TIMEOUT"] + 5
-    try:
-        return guard.take_probe(state.throttle.storage, seconds)
-    except Exception:
-        logger.exception("Limiter storage unavailable for the provider probe")
-        return False
-
-
-def _set_health(state: AliSMSState, *, healthy: bool) -> None:
-    try:
-        if healthy:
-            guard.recovered(state.throttle.storage)
-            logger.warning("Aliyun answers again: sends resume")
-        else:
-            guard.trip(state.throttle.storage, current_app.config["ALISMS_PROVIDER_COOLDOWN"])
-            logger.warning(
-                "Aliyun fails for every number: every send is answered 503 for %ss",
-                _cooldown(),
-            )
-    except Exception:
-        logger.exception("Limiter storage unavailable for the provider breaker")
 
 
 @dataclass(frozen=True)

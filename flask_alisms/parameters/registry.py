@@ -6,6 +6,7 @@ The panel, the CLI and the code all go through :data:`PARAMETERS`; code reads th
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -404,7 +405,7 @@ class Values:
                 return code
         return None
 
-    @property
+    @functools.cached_property  # an immutable snapshot: worked out once, read on every send
     def sms_ready(self) -> bool:
         """Every Aliyun parameter a send needs is filled in."""
         return all(getattr(self, PARAMETERS[key].attr) for key in REQUIRED_FOR_SMS)

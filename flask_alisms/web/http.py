@@ -115,17 +115,36 @@ def is_api_request() -> bool:
     return request.path.startswith(f"{prefix}/api/")
 
 
-def no_store(response: Response) -> Response:
-    """Panel pages and API answers are private and must never be cached or framed."""
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault(
+#: Set on every answer of the extension, replacing what the view set.
+_PRIVATE_HEADERS = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
+#: Set unless the view set its own (a widget's wider CSP, for instance).
+_DEFAULT_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    (
         "Content-Security-Policy",
         "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
-    )
+    ),
+)
+
+
+def no_store(response: Response) -> Response:
+    """Panel pages and API answers are private and must never be cached or framed.
+
+    One look at the headers the view set, then appends: Werkzeug's ``setdefault`` scans
+    them once per call (a third of this hook's cost on every API answer).
+    """
+    headers = response.headers
+    present = {key.lower() for key in headers.keys()}  # noqa: SIM118 - iterating gives pairs
+    for key, value in _PRIVATE_HEADERS:
+        if key.lower() in present:
+            headers[key] = value
+        else:
+            headers.add(key, value)
+    for key, value in _DEFAULT_HEADERS:
+        if key.lower() not in present:
+            headers.add(key, value)
     return response
 
 

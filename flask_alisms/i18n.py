@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, cast
 
 from babel.support import LazyProxy, NullTranslations, Translations
-from flask import Blueprint, Response, current_app, has_app_context, has_request_context, request
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    has_app_context,
+    has_request_context,
+    request,
+)
 
 __all__ = [
     "DOMAIN",
@@ -105,14 +113,29 @@ def _babel_locale() -> str | None:
     return str(chosen) if chosen is not None else None
 
 
+_REQUEST_LOCALE = "_alisms_locale"
+
+
 def current_locale() -> str:
     """The locale of the current request: Flask-Babel's, ``ALISMS_LANGUAGE``, or the browser's."""
     if not has_app_context():
         return "en"
-    available = available_locales()
-    chosen = _babel_locale()
+    chosen = _babel_locale()  # not kept: a host may switch it with Flask-Babel's force_locale
     if chosen is not None:
-        return normalise(chosen, available) or "en"
+        return normalise(chosen, available_locales()) or "en"
+    if not has_request_context():
+        return _own_choice()
+    # A page asks a few hundred times; the choice cannot change within a request.
+    kept = g.get(_REQUEST_LOCALE)
+    if kept is None:
+        kept = _own_choice()
+        setattr(g, _REQUEST_LOCALE, kept)
+    return str(kept)
+
+
+def _own_choice() -> str:
+    """``ALISMS_LANGUAGE``, else the browser's first language we have, else English."""
+    available = available_locales()
     forced = current_app.config.get("ALISMS_LANGUAGE")
     if forced:
         return normalise(str(forced), available) or "en"

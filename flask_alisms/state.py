@@ -85,6 +85,9 @@ class AliSMSState:
     times: SendTimes = field(default_factory=SendTimes)
     #: Where codes for the admin's test numbers go: nowhere.
     test_sender: Sender = field(default_factory=TestNumberSender)
+    #: Budget alerts this process knows were fired, (period, start, percent): each is claimed
+    #: in the database once; this only saves asking again (see flows.budget.evaluate).
+    alerts_fired: set[tuple[str, Any, int]] = field(default_factory=set)
 
     @property
     def users(self) -> UserAdapter:

@@ -254,7 +254,7 @@ def test_each_threshold_fires_once_per_period(
     # A receipt, the CLI and a lost process cache change nothing: the table decides.
     biz = emulator.messages[0].biz_id
     assert push(ready_host, token_of(ready_host), [report(biz, "13700137000")]).status_code == 200
-    ready_host.app.extensions.pop("alisms.budget_alerts_fired", None)
+    ready_host.app.extensions["alisms"].alerts_fired.clear()
     assert cli(ready_host, "budget").exit_code == 0
     assert len(fired) == 2 and len(webhook.bodies()) == 2
     assert alert_rows(ready_host) == [("day", 50), ("day", 100)]
@@ -468,7 +468,7 @@ def test_hard_stop_survives_a_lost_limiter_storage(
         assert send_code(ready_host, number).status_code == 200
     with ready_host.app.app_context():
         ready_host.app.extensions["alisms"].throttle.reset()  # the limiter storage is lost
-    ready_host.app.extensions.pop("alisms.budget_alerts_fired", None)
+    ready_host.app.extensions["alisms"].alerts_fired.clear()
     answer = send_code(ready_host, NUMBERS[3])
     assert (answer.status_code, answer.get_json()["error"]) == (503, "budget_exhausted")
 
@@ -608,7 +608,7 @@ def test_workers_racing_to_fire_send_one_alert(
     def worker() -> None:
         with ready_host.app.app_context():
             barrier.wait()
-            ready_host.app.extensions.pop("alisms.budget_alerts_fired", None)
+            ready_host.app.extensions["alisms"].alerts_fired.clear()
             state = ready_host.app.extensions["alisms"]
             results.append(len(budget.evaluate(state)))
             ready_host.db.session.remove()

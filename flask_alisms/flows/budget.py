@@ -258,10 +258,9 @@ def evaluate(state: AliSMSState) -> list[Alert]:
     if not configured(values):
         return []
     day, month, _none = spends(state, values)
-    known: set[tuple[str, dt.date, int]] = current_app.extensions.setdefault(
-        "alisms.budget_alerts_fired", set()
-    )
-    for old in [key for key in known if key[1] < month.start]:  # past periods: forget them
+    known = state.alerts_fired
+    # Past periods are forgotten. tuple() copies in one step: other threads may add to it.
+    for old in [key for key in tuple(known) if key[1] < month.start]:
         known.discard(old)
     fired = []
     for spend in (day, month):

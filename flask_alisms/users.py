@@ -108,6 +108,9 @@ class SQLAlchemyUserAdapter:
         rule), it runs as a plain Core statement, which costs less CPU than the ORM's; otherwise
         as the ORM query, one column.
         """
+        if type(self).find_by_phone is not SQLAlchemyUserAdapter.find_by_phone:
+            # A subclass that narrows find_by_phone (active users only, say) is the rule.
+            return self.find_by_phone(phone) is not None
         if self._exists is None:
             self._exists = self._build_exists()
         orm_query, core_query = self._exists

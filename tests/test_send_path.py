@@ -126,6 +126,25 @@ def test_an_adapter_without_exists_by_phone_is_asked_find_by_phone(
     assert adapter.asked == [OWNER, STRANGER]
 
 
+def test_a_subclass_narrowing_find_by_phone_keeps_its_rule(
+    sms: tuple[Host, MemorySender],
+) -> None:
+    """A host that overrides find_by_phone (only some users count) is not bypassed."""
+    host, sender = sms
+    state = host.app.extensions["alisms"]
+    base = state.user_adapter
+
+    class NobodyCounts(SQLAlchemyUserAdapter):
+        def find_by_phone(self, phone: str) -> Any | None:
+            return None  # e.g. the owner's account is deactivated
+
+    state.user_adapter = NobodyCounts(base.db, base.model)
+    with host.app.app_context():
+        assert state.user_adapter.exists_by_phone(OWNER) is False
+    assert _send(host.client(), OWNER).status_code == 200
+    assert [m.phone for m in sender.outbox] == [OWNER[3:]]  # no account by the host's rule
+
+
 # -- Redis: the breaker's read rides on the budgets' script ---------------------------------------
 
 needs_redis = pytest.mark.skipif(

@@ -212,3 +212,22 @@ def test_every_parameter_belongs_to_a_section_of_the_panel() -> None:
     ]
     strays = {p.key: p.group for p in PARAMETERS.values() if p.group not in GROUPS}
     assert not strays, f"parameters outside GROUPS: {strays}"
+
+
+def test_a_parameter_of_a_few_words_is_a_list_of_them(host: Host) -> None:
+    client = host.client(admin="root")
+    page = client.get(PANEL).get_data(as_text=True)
+    mode = page.split('name="human_check__mode"', 1)[1].split("</select>", 1)[0]
+    assert re.findall(r'<option[^>]*value="([^"]*)"', mode) == ["off", "always", "adaptive"]
+    webhook = page.split('name="alerts__webhook_format"', 1)[1].split("</select>", 1)[0]
+    assert re.findall(r'<option[^>]*value="([^"]*)"', webhook) == [
+        "", "generic", "dingtalk", "wecom"
+    ]  # fmt: skip
+    assert "(not set)" in webhook
+    answer = client.post(PANEL, data=_panel_form(page, human_check__mode="sometimes"))
+    assert answer.status_code == 400
+    assert "must be off, always or adaptive" in answer.get_data(as_text=True)
+    saved = client.post(PANEL, data=_panel_form(page, human_check__mode="adaptive"))
+    assert saved.status_code == 302
+    with host.app.app_context():
+        assert host.alisms.params.values().mode == "adaptive"

@@ -111,6 +111,7 @@ COST_PARAMETERS = (
         pattern=r"generic|dingtalk|wecom",
         pattern_hint=_l("must be generic, dingtalk or wecom"),
         max_length=10,
+        options=("", "generic", "dingtalk", "wecom"),
     ),
     Parameter(
         DINGTALK_SECRET,

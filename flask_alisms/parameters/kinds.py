@@ -157,6 +157,8 @@ class Parameter:
     above_zero: bool = False
     #: The :class:`Values` attribute, where the key's last segment is not unique.
     name: str | None = None
+    #: A "str" that takes one of a few words: the panel offers them in a list ("" = empty).
+    options: tuple[str, ...] = ()
 
     @property
     def attr(self) -> str:

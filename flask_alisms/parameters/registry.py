@@ -326,6 +326,7 @@ PARAMETERS: dict[str, Parameter] = {
             pattern=r"off|always|adaptive",
             pattern_hint=_l("must be off, always or adaptive"),
             max_length=10,
+            options=("off", "always", "adaptive"),
         ),
         Parameter(
             "human_check.adaptive_share",

@@ -256,6 +256,14 @@ def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
                 render_kw=render_kw,
                 validators=[DataRequired(), _param_validator(param)],
             )
+        elif param.options:
+            field = SelectField(
+                param.label,
+                choices=choices([(value, value or _l("(not set)")) for value in param.options]),
+                validate_choice=False,  # the parameter's own check words the refusal
+                render_kw=render_kw,
+                validators=[_param_validator(param)],
+            )
         else:
             unchanged = row.shown if param.masked else None
             field = StringField(

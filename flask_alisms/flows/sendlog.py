@@ -24,6 +24,7 @@ from ..i18n import lazy_gettext as _l
 from ..models import utcnow
 from ..sms import explain, known_codes
 from ..state import AliSMSState
+from . import totals
 
 #: What the delivery filter offers; "no_receipt" is "accepted" past the configured wait.
 DELIVERY_STATES = ("accepted", "delivered", "failed", "no_receipt")
@@ -57,7 +58,8 @@ def wait_minutes() -> int:
 
 
 def time_zone() -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(current_app.config["ALISMS_TIMEZONE"])
+    """The site's time zone (``ALISMS_TIMEZONE``); the daily totals read the same one."""
+    return totals.zone()
 
 
 def local_time(value: dt.datetime | None, zone: zoneinfo.ZoneInfo) -> dt.datetime | None:

@@ -27,7 +27,7 @@ from werkzeug.serving import make_server
 from example_app import create_app, db
 from flask_alisms.testing import DysmsapiEmulator
 
-from .conftest import KEY_ID, KEY_SECRET, SIGN, TEMPLATE
+from .conftest import EMULATOR_READ_TIMEOUT, KEY_ID, KEY_SECRET, SIGN, TEMPLATE
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -109,7 +109,7 @@ def make_site(tmp_path: Path, emulator: DysmsapiEmulator) -> Iterator[Callable[.
                 "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/browser.db",
                 "ALISMS_SENDER": "aliyun",
                 "ALISMS_ENDPOINT": emulator.endpoint,
-                "ALISMS_READ_TIMEOUT": 2.0,
+                "ALISMS_READ_TIMEOUT": EMULATOR_READ_TIMEOUT,
                 **config,
             }
         )

@@ -23,7 +23,15 @@ from flask_alisms import AliSMS, SQLAlchemyUserAdapter
 from flask_alisms.models import utcnow
 from flask_alisms.testing import DysmsapiEmulator
 
-from .conftest import CODE_STORAGE, KEY_SECRET, LIMITER_URI, PHONE, Host, api_post
+from .conftest import (
+    CODE_STORAGE,
+    EMULATOR_READ_TIMEOUT,
+    KEY_SECRET,
+    LIMITER_URI,
+    PHONE,
+    Host,
+    api_post,
+)
 
 KEY_A = "key material A, the one the site started with"
 KEY_B = "key material B, the one it rotates to"
@@ -44,7 +52,7 @@ def sibling(make_host: Any, emulator: DysmsapiEmulator) -> Iterator[Callable[...
             ALISMS_ENCRYPTION_KEY=key,
             ALISMS_ENCRYPTION_KEY_FALLBACKS=list(fallbacks),
             ALISMS_ENDPOINT=emulator.endpoint,
-            ALISMS_READ_TIMEOUT=2.0,
+            ALISMS_READ_TIMEOUT=EMULATOR_READ_TIMEOUT,
             ALISMS_PARAMS_CACHE_SECONDS=0,
             ALISMS_CODE_STORAGE=CODE_STORAGE,
         )

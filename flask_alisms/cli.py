@@ -189,6 +189,32 @@ def rotate_key() -> None:
     click.echo(f"Re-encrypted {count} secret value(s) with the current key.")
 
 
+@alisms_cli.command("schema")
+@click.option(
+    "--missing", is_flag=True,
+    help="Only the tables, columns and indexes the database lacks (for an upgrade).",
+)
+@with_appcontext
+def schema_sql(missing: bool) -> None:
+    """Print the SQL for the extension's tables, in the app's database dialect.
+
+    For hosts that write or review their migrations; nothing is executed.
+    """
+    from . import schema
+
+    state = get_state()
+    session = state.db.session
+    try:
+        found = schema.statements(
+            state.models, lambda table: session.get_bind(clause=table), missing=missing
+        )
+    except sa.exc.SQLAlchemyError as exc:  # the message may hold the URL's password
+        raise click.ClickException(
+            f"Could not read the database's tables ({type(exc).__name__})."
+        ) from None
+    click.echo("\n\n".join(found) if found else schema.UP_TO_DATE)
+
+
 # ASCII digits only (\d takes "٣٠") and nothing after (re "$" would allow a final "\n").
 _AGE = re.compile(r"([0-9]{1,5})([dh])")
 
@@ -313,7 +339,7 @@ def budget_report(as_json: bool) -> None:
     alerts.wait()  # the webhooks' threads would die with this process
     status = budget.status(state)
     if as_json:
-        click.echo(json.dumps(_budget_json(status, fired)))
+        click.echo(json.dumps(status.as_json(fired)))
         return
     price = status.money(status.price) + " CNY" if status.price is not None else "unknown"
     click.echo(f"Price per billed SMS: {price}; hard stop: {'on' if status.hard_stop else 'off'}")
@@ -329,34 +355,6 @@ def budget_report(as_json: bool) -> None:
         )
     for alert in fired:
         click.echo(f"Alert fired: {alert['period']} {alert['percent']}%")
-
-
-def _budget_json(status: Any, fired: list[dict[str, Any]]) -> dict[str, Any]:
-    def amount(value: Any) -> str | None:
-        return None if value is None else str(value)
-
-    return {
-        "currency": "CNY",
-        "price_per_sms": amount(status.price),
-        "hard_stop": status.hard_stop,
-        "active": status.active,
-        **{
-            spend.period: {
-                "start": spend.start.isoformat(),
-                "billed_segments": spend.billed,
-                "pending_messages": spend.pending,
-                "spent": amount(spend.spent),
-                "in_flight": amount(spend.in_flight),
-                "committed": amount(spend.committed),
-                "budget": amount(spend.budget),
-                "percent": amount(spend.percent),
-                "thresholds_reached": list(spend.crossed),
-                "alerts_fired": list(spend.fired),
-            }
-            for spend in status.periods
-        },
-        "fired_now": fired,
-    }
 
 
 # -- Aliyun-checked setup and reconciliation -------------------------------------------------

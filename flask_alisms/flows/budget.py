@@ -135,6 +135,35 @@ class Status:
         """A threshold of the day or the month is reached."""
         return bool(self.day.crossed or self.month.crossed)
 
+    def as_json(self, fired: list[dict[str, Any]]) -> dict[str, Any]:
+        """What ``flask alisms budget --json`` prints: amounts as strings, never floats."""
+
+        def amount(value: Any) -> str | None:
+            return None if value is None else str(value)
+
+        return {
+            "currency": "CNY",
+            "price_per_sms": amount(self.price),
+            "hard_stop": self.hard_stop,
+            "active": self.active,
+            **{
+                spend.period: {
+                    "start": spend.start.isoformat(),
+                    "billed_segments": spend.billed,
+                    "pending_messages": spend.pending,
+                    "spent": amount(spend.spent),
+                    "in_flight": amount(spend.in_flight),
+                    "committed": amount(spend.committed),
+                    "budget": amount(spend.budget),
+                    "percent": amount(spend.percent),
+                    "thresholds_reached": list(spend.crossed),
+                    "alerts_fired": list(spend.fired),
+                }
+                for spend in self.periods
+            },
+            "fired_now": fired,
+        }
+
 
 def configured(values: Values) -> bool:
     """A price and at least one budget: only then do alerts and the hard stop cost a query."""

@@ -420,9 +420,10 @@ def stats_sync(days: int) -> None:
 def stats_rebuild(days: int | None, everything: bool) -> None:
     """Recompute the daily totals behind monitoring and budgets from the send log.
 
-    For an upgrade from a version without them, or a repair; run it at a quiet time. By
-    default the days the log covers in full: from the day after its oldest row, since
-    `purge` may have cut that day and its totals must not shrink.
+    For an upgrade from a version without them, or a repair. Sends wait while it runs, so
+    run a large one at a quiet time. By default the days the log covers in full: from the
+    day after its oldest row, since `purge` may have cut that day and its totals must not
+    shrink.
     """
     from .flows import totals
 

@@ -3,6 +3,7 @@ equal to what the send log says, and rebuilt from it by `flask alisms stats rebu
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import sqlalchemy as sa
@@ -129,3 +130,55 @@ def test_rebuild_keeps_the_totals_of_purged_days(
         assert result.exit_code == 0, result.output
         assert "nothing to rebuild" in result.output
     assert totals(ready_host) == kept
+
+
+def test_a_send_made_while_the_rebuild_reads_waits_and_is_counted(
+    ready_host: Host, emulator: DysmsapiEmulator, monkeypatch: Any
+) -> None:
+    """The rebuild holds the totals from before its read to its commit: a send in between
+    waits for it and then adds itself, instead of being counted by neither."""
+    from flask_alisms.flows import totals as module
+    from flask_alisms.state import get_state
+
+    assert _send_code(ready_host, "+8613800138000", "register").status_code == 200
+    reading, go_on = threading.Event(), threading.Event()
+    real_local_day = module.local_day
+
+    def pause_in_the_read(at: Any, tz: Any) -> Any:
+        if not reading.is_set():  # the rebuild's first row; the send below passes through
+            reading.set()
+            go_on.wait(30)
+        return real_local_day(at, tz)
+
+    monkeypatch.setattr(module, "local_day", pause_in_the_read)
+    problems: list[BaseException] = []
+    answers: list[Any] = []
+
+    def rebuild() -> None:
+        try:
+            with ready_host.app.app_context():
+                module.rebuild(get_state())
+        except BaseException as exc:  # reported below, in the test's thread
+            problems.append(exc)
+
+    def send_during_the_read() -> None:
+        answers.append(_send_code(ready_host, "+8613900139000", "register"))
+
+    rebuilder = threading.Thread(target=rebuild)
+    rebuilder.start()
+    assert reading.wait(30), problems
+    sender = threading.Thread(target=send_during_the_read)
+    sender.start()
+    sender.join(1.5)
+    waited = sender.is_alive()
+    go_on.set()
+    rebuilder.join(60)
+    sender.join(60)
+    assert problems == []
+    assert [answer.status_code for answer in answers] == [200]
+    assert waited, "the send went through while the rebuild was reading the log"
+    assert by_purpose(ready_host)["register"]["sent"] == 2
+    counted = totals(ready_host)
+    with ready_host.app.app_context():
+        module.rebuild(get_state())
+    assert totals(ready_host) == counted

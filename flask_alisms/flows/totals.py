@@ -253,8 +253,11 @@ def oldest_day(state: AliSMSState) -> dt.date | None:
 def rebuild(state: AliSMSState, since: dt.date | None = None) -> int:
     """Recompute the totals of ``since`` onwards (all days when None) from the send log.
 
-    Returns how many log rows were read. Sends made while it runs may be missed for today:
-    run it at a quiet time (it is meant for upgrades and repairs, not for cron).
+    Returns how many log rows were read. Safe while the site sends: the totals are locked
+    for writing before the log is read and until the new ones are committed, so every send
+    or receipt either committed before the read, and is in it, or waits and adds itself to
+    the rebuilt row afterwards. Sends wait meanwhile (about 30 s per million rows read), so
+    a large rebuild is still best run at a quiet time.
     """
     log = state.models.SendLog
     days_model, failures_model = state.models.DailyTotal, state.models.FailureTotal
@@ -278,30 +281,51 @@ def rebuild(state: AliSMSState, since: dt.date | None = None) -> int:
     failures: Counter[tuple[dt.date, str, str]] = Counter()
     read = 0
     session = state.db.session
-    for row in session.execute(query.execution_options(yield_per=5000)):
-        read += 1
-        day = local_day(row.created_at, tz)
-        kind = kind_of(row.sender, row.category, row.ok)
-        days[(day, row.purpose, kind)] += 1
-        if kind == "errors":
-            failures[(day, SEND, row.code or "unknown")] += 1
-        if row.delivery in ("delivered", "failed"):
-            success = row.delivery == "delivered"
-            days[(day, row.purpose, "delivered" if success else "failed")] += 1
-            days[(day, row.purpose, "billed")] += billed_segments(
-                row.phone_masked, success, row.sms_size
-            )
-            if not success:
-                failures[(day, RECEIPT, row.receipt_code or "unknown")] += 1
+    # A new transaction: MariaDB's REPEATABLE READ fixes what it reads at the first read, and
+    # that must come after the lock below.
+    session.commit()
     with transaction(session):
-        for model in (days_model, failures_model):
-            delete = sa.delete(model)
-            if since is not None:
-                delete = delete.where(model.day >= since)
-            session.execute(delete)
+        _lock_for_rebuild(session, (days_model, failures_model), since)
+        for row in session.execute(query.execution_options(yield_per=5000)):
+            read += 1
+            day = local_day(row.created_at, tz)
+            kind = kind_of(row.sender, row.category, row.ok)
+            days[(day, row.purpose, kind)] += 1
+            if kind == "errors":
+                failures[(day, SEND, row.code or "unknown")] += 1
+            if row.delivery in ("delivered", "failed"):
+                success = row.delivery == "delivered"
+                days[(day, row.purpose, "delivered" if success else "failed")] += 1
+                days[(day, row.purpose, "billed")] += billed_segments(
+                    row.phone_masked, success, row.sms_size
+                )
+                if not success:
+                    failures[(day, RECEIPT, row.receipt_code or "unknown")] += 1
         day_rows, failure_rows = _day_rows(days), _failure_rows(failures)
         if day_rows:
             session.execute(sa.insert(days_model.__table__), day_rows)
         if failure_rows:
             session.execute(sa.insert(failures_model.__table__), failure_rows)
     return read
+
+
+def _lock_for_rebuild(session: Any, models: tuple[Any, ...], since: dt.date | None) -> None:
+    """Delete the totals to be rebuilt so that no send can change them until the commit.
+
+    The delete is the lock on SQLite (the database's one write lock) and on MariaDB/MySQL (under
+    REPEATABLE READ, their default, it locks the range with its gaps, so a send cannot add a
+    row to it either). PostgreSQL locks no gaps, so there the tables are locked first, in a
+    mode that lets pages read them but makes writers wait.
+    """
+    connection = connection_for(session, models[0])
+    if connection.dialect.name == "postgresql":
+        names = ", ".join(
+            connection.dialect.identifier_preparer.format_table(model.__table__)
+            for model in models
+        )
+        connection.exec_driver_sql(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
+    for model in models:
+        delete = sa.delete(model)
+        if since is not None:
+            delete = delete.where(model.day >= since)
+        session.execute(delete)

@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 from flask_wtf import FlaskForm
+from markupsafe import Markup, escape
 from wtforms import (
     BooleanField,
     Field,
@@ -17,6 +18,8 @@ from wtforms import (
 )
 from wtforms.i18n import get_translations
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms.widgets import CheckboxInput, PasswordInput, TextInput
+from wtforms.widgets.core import clean_key
 
 from ..exceptions import InvalidParameter, InvalidPhone
 from ..i18n import current_locale
@@ -50,6 +53,38 @@ _WTFORMS_LOCALES = {"en": None, "zh_Hans": "zh", "zh_Hant": "zh_TW"}
 def _wtforms_translations(locale: str) -> Any:
     name = _WTFORMS_LOCALES.get(locale, locale)
     return get_translations([name]) if name else None
+
+
+def html_attributes(**attributes: Any) -> Markup:
+    """WTForms' ``html_params``, the same text, built without a ``Markup.format`` per attribute.
+
+    That formatting was a third of the parameters page's time: the page renders about 110
+    inputs of five attributes each.
+    """
+    parts = []
+    for key, value in sorted(attributes.items()):
+        if value is True:
+            parts.append(clean_key(key))
+        elif value is not False:
+            parts.append(f'{clean_key(key)}="{str(escape(value)).replace(chr(34), "&quot;")}"')
+    # Safe: every value went through escape(); the keys are the code's own attribute names.
+    return Markup(" ".join(parts))  # noqa: S704
+
+
+class _QuickAttributes:
+    html_params = staticmethod(html_attributes)  # the hook WTForms' Input offers
+
+
+class QuickTextInput(_QuickAttributes, TextInput):
+    """A text input rendered like WTForms' own (see html_attributes)."""
+
+
+class QuickPasswordInput(_QuickAttributes, PasswordInput):
+    """A password input rendered like WTForms' own, value never echoed."""
+
+
+class QuickCheckboxInput(_QuickAttributes, CheckboxInput):
+    """A checkbox rendered like WTForms' own."""
 
 
 class TranslatedMeta:
@@ -226,6 +261,10 @@ def _param_validator(param: Parameter, unchanged: str | None = None) -> Any:
     return check
 
 
+def _toggle(label: Any) -> BooleanField:
+    return BooleanField(label, widget=QuickCheckboxInput())
+
+
 def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
     """A form with one field per parameter, built from the registry so it never drifts."""
 
@@ -238,7 +277,11 @@ def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
         if row.locked:
             # Fixed by ALISMS_PARAMS: shown, never posted back (browsers skip disabled fields),
             # never validated and ignored by changes_from().
-            setattr(ParametersForm, name, StringField(param.label, render_kw={"disabled": True}))
+            setattr(
+                ParametersForm,
+                name,
+                StringField(param.label, render_kw={"disabled": True}, widget=QuickTextInput()),
+            )
             continue
         render_kw: dict[str, Any] = {}
         if param.secret:
@@ -246,8 +289,9 @@ def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
                 param.label,
                 validators=[Optional(), _param_validator(param)],
                 render_kw={**render_kw, "autocomplete": "new-password"},
+                widget=QuickPasswordInput(),
             )
-            setattr(ParametersForm, f"clear__{name}", BooleanField(_l("Remove the stored secret")))
+            setattr(ParametersForm, f"clear__{name}", _toggle(_l("Remove the stored secret")))
         elif param.kind == "bool":
             field = SelectField(
                 param.label,
@@ -267,15 +311,18 @@ def parameters_form(rows: list[ParameterRow], data: Any = None) -> FlaskForm:
         else:
             unchanged = row.shown if param.masked else None
             field = StringField(
-                param.label, validators=[_param_validator(param, unchanged)], render_kw=render_kw
+                param.label,
+                validators=[_param_validator(param, unchanged)],
+                render_kw=render_kw,
+                widget=QuickTextInput(),
             )
         setattr(ParametersForm, name, field)
         if not param.secret:
             # How to leave a default or go back to one, offered next to the value it concerns.
             if row.source == "database":
-                toggle = (f"clear__{name}", BooleanField(_l("Remove the saved value")))
+                toggle = (f"clear__{name}", _toggle(_l("Remove the saved value")))
             else:
-                toggle = (f"pin__{name}", BooleanField(_l("Save this value here")))
+                toggle = (f"pin__{name}", _toggle(_l("Save this value here")))
             setattr(ParametersForm, *toggle)
 
     form = ParametersForm(formdata=data) if data is not None else ParametersForm()

@@ -42,10 +42,13 @@ def statements(models: Models, bind_for: Any, *, missing: bool = False) -> list[
     first version).
     """
     found: list[str] = []
+    inspectors: dict[Any, Any] = {}  # one per database: it caches what it has read
     for table in tables(models):
         engine = bind_for(table)
         dialect = engine.dialect
-        inspector = sa.inspect(engine) if missing else None
+        if missing and engine not in inspectors:
+            inspectors[engine] = sa.inspect(engine)
+        inspector = inspectors.get(engine)
         if inspector is None or not inspector.has_table(table.name):
             found.append(_sql(CreateTable(table), dialect))
             found.extend(_sql(CreateIndex(index), dialect) for index in _indexes(table))

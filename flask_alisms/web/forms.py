@@ -66,7 +66,8 @@ def html_attributes(**attributes: Any) -> Markup:
         if value is True:
             parts.append(clean_key(key))
         elif value is not False:
-            parts.append(f'{clean_key(key)}="{str(escape(value)).replace(chr(34), "&quot;")}"')
+            text = str(escape(value)).replace('"', "&quot;")  # as WTForms: Markup keeps quotes
+            parts.append(f'{clean_key(key)}="{text}"')
     # Safe: every value went through escape(); the keys are the code's own attribute names.
     return Markup(" ".join(parts))  # noqa: S704
 
